@@ -1,0 +1,2 @@
+// Keeps permfs_testutil non-empty.
+namespace permfs::testutil { int anchor = 0; }

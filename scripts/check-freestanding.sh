@@ -6,7 +6,7 @@
 set -euo pipefail
 CXX=${1:-c++}
 cd "$(dirname "$0")/.."
-CORE_DIRS="src/port src/util src/block src/format src/alloc src/journal src/btree src/store src/fs src/shell"
+CORE_DIRS="src/port src/util src/block src/format src/journal src/alloc src/btree src/volume src/store src/fs src/shell"
 ALLOWED='^(cstdint|cstddef|new|type_traits|span|optional|variant|tuple|utility|concepts|compare|array|atomic|vector|string|nmmintrin\.h|smmintrin\.h|wmmintrin\.h|immintrin\.h|cpuid\.h|arm_acle\.h)$'
 fail=0
 files=$(find $CORE_DIRS -maxdepth 2 \( -name '*.h' -o -name '*.cc' \) 2>/dev/null | sort)

@@ -1,0 +1,48 @@
+// The volume root block: the single journaled block that anchors every run-time structure
+// (docs/FORMAT.md §5). Lives at superblock.root_block; changed only inside transactions.
+//
+// It holds the roots of the metadata B+trees (block, generation, height, entry count), and a
+// small array of 64-bit counters owned by the layers above (free blocks, next inode, ...).
+// Thread-safety: plain value type.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "format/meta_block.h"
+#include "util/result.h"
+
+namespace permfs::format {
+
+inline constexpr std::size_t kMaxTrees = 16;
+inline constexpr std::size_t kRootCounters = 16;
+
+// Well-known counter slots.
+enum RootCounter : std::size_t {
+  kCounterFreeBlocks = 0,   // allocator: free blocks in all shards
+  kCounterNextInode = 1,    // fs: next inode number to hand out
+  kCounterInodes = 2,       // fs: live inodes
+  kCounterFlags = 3,        // bit 0: cleanly unmounted
+  kCounterNextTreeId = 4,   // fs: next tree id (threads/snapshots)
+};
+
+struct TreeRoot {
+  std::uint64_t root_block = 0;      // 0 = empty tree
+  std::uint64_t root_generation = 0;  // generation the root node must carry
+  std::uint32_t height = 0;           // 0 = empty, 1 = root is a leaf
+  std::uint32_t flags = 0;
+  std::uint64_t entries = 0;
+  friend bool operator==(const TreeRoot&, const TreeRoot&) = default;
+};
+
+struct VolumeRoot {
+  std::uint64_t counters[kRootCounters] = {};
+  TreeRoot trees[kMaxTrees];
+
+  // Encodes the payload into an already-headed block (bytes from kMetaHeaderSize on).
+  void EncodePayload(std::uint8_t* block, std::size_t block_size) const noexcept;
+  static Result<VolumeRoot> DecodePayload(const std::uint8_t* block,
+                                          std::size_t block_size) noexcept;
+};
+
+}  // namespace permfs::format

@@ -128,6 +128,10 @@ Status Allocator::Load() noexcept {
         }
       }
       if (counted != stored_free) return Status::Corruption("bitmap free count disagrees with its bits");
+      const std::uint64_t mirror = sb_.mirror_block();
+      if (mirror >= sh.first + k * bits && mirror < sh.first + (k + 1) * bits && mirror < sh.first + sh.length &&
+          !DiskBit(blk, mirror - sh.first - k * bits))
+        return Status::Corruption("bitmap marks the superblock mirror free");
       sh.avail += counted;
       sh.disk_free += counted;
     }

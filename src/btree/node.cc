@@ -171,6 +171,7 @@ Status ValidateNode(const std::uint8_t* b, std::size_t bs) noexcept {
     std::size_t kl = DecodeLE16(b + off), vl = DecodeLE16(b + off + 2);
     if (off + 4 + kl + vl > bs) return Status::Corruption("btree node: entry overruns the block");
     if (kl > kMaxKeySize) return Status::Corruption("btree node: key too long");
+    if (kl == 0 && (n.is_leaf() || i > 0)) return Status::Corruption("btree node: empty key");
     if (!n.is_leaf() && vl != kChildValueSize)
       return Status::Corruption("btree node: bad child pointer size");
     if (i > 0 && Compare(n.key(i - 1), n.key(i)) >= 0)

@@ -11,7 +11,8 @@
 //   12   4   reserved (0)
 //   16   8   blockno      the block's own address in the volume (detects misdirected writes)
 //   24   8   owner        tree id / shard index / journal sequence, by type
-//   32   8   generation   sequence of the transaction that last wrote the block
+//   32   8   generation   sequence of the transaction that last wrote the block (journal header
+//                          slots: their write count; superblock copies: 0)
 //   40  16   volume_uuid  the volume's UUID (rejects blocks left by an earlier mkfs)
 //   56   8   reserved (0)
 //

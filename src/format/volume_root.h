@@ -19,11 +19,11 @@ inline constexpr std::size_t kRootCounters = 16;
 
 // Well-known counter slots.
 enum RootCounter : std::size_t {
-  kCounterFreeBlocks = 0,   // allocator: free blocks in all shards
+  kCounterReserved0 = 0,    // reserved, zero in v1 (free space lives in the bitmap blocks)
   kCounterNextInode = 1,    // fs: next inode number to hand out
   kCounterInodes = 2,       // fs: live inodes
-  kCounterFlags = 3,        // bit 0: cleanly unmounted
-  kCounterNextTreeId = 4,   // fs: next tree id (threads/snapshots)
+  kCounterReserved3 = 3,    // reserved, zero in v1
+  kCounterNextTreeId = 4,   // reserved for threads/snapshots, zero in v1
 };
 
 struct TreeRoot {

@@ -426,6 +426,8 @@ Status MetaStore::DoCommit() noexcept {
       return st;
     }
   }
+  // Every handle in this transaction has ended, so any data it references has been written.
+  const bool flush_data = data_written_.exchange(false, std::memory_order_acq_rel);
   std::vector<LogBlock> blocks(n);
   {
     MutexLock l(&cache_mu_);
@@ -450,7 +452,9 @@ Status MetaStore::DoCommit() noexcept {
   __atomic_store_n(&running_seq_, seq + 1, __ATOMIC_RELAXED);
   rw_.Unlock();
 
-  Status st = log_.Append(seq, blocks.data(), n);
+  Status st;
+  if (flush_data) st = io_->Flush();
+  if (st.ok()) st = log_.Append(seq, blocks.data(), n);
   if (!st.ok()) {
     PERMFS_LOG(kError, "journal: commit of transaction ", seq, " failed: ", st.message(),
                "; volume is now read-only");
@@ -459,6 +463,7 @@ Status MetaStore::DoCommit() noexcept {
   }
   MutexLock l(&commit_mu_);
   durable_seq_ = seq;
+  if (flush_data) ++data_flushes_;
   ++commits_;
   committed_blocks_ += n;
   return Status();
@@ -571,6 +576,7 @@ MetaStoreStats MetaStore::stats() const noexcept {
     s.commits = commits_;
     s.committed_blocks = committed_blocks_;
     s.durable_seq = durable_seq_;
+    s.data_flushes = data_flushes_;
   }
   {
     MutexLock l(&cache_mu_);

@@ -58,6 +58,7 @@ struct MetaStoreStats {
   std::uint64_t cache_misses = 0;
   std::uint64_t replayed_transactions = 0;
   std::uint64_t replayed_blocks = 0;
+  std::uint64_t data_flushes = 0;  // pre-commit flushes for data-before-metadata
   std::uint64_t durable_seq = 0;
   std::uint64_t running_seq = 0;
   std::uint64_t journal_used = 0;
@@ -183,6 +184,12 @@ class MetaStore {
 
   void AddCheckpointListener(CheckpointListener* l) noexcept;
 
+  // Data-before-metadata: a writer that wrote file data to free space which a handle is about to
+  // reference calls this after the data writes completed and before committing that handle.
+  // The next commit then flushes the device before writing the journal, so the journal can never
+  // point at data that did not reach the disk.
+  void NoteDataWritten() noexcept { data_written_.store(true, std::memory_order_release); }
+
   bool errored() const noexcept;
   Status error() const noexcept;
   bool read_only() const noexcept { return opt_.read_only; }
@@ -255,6 +262,8 @@ class MetaStore {
   Status error_ PERMFS_GUARDED_BY(commit_mu_);
   std::uint64_t commits_ = 0, committed_blocks_ = 0;
   std::atomic<std::uint64_t> checkpoints_{0};
+  std::atomic<bool> data_written_{false};
+  std::uint64_t data_flushes_ = 0;
   std::uint64_t replayed_txns_ = 0, replayed_blocks_ = 0;  // written before any concurrency
   std::vector<CheckpointListener*> listeners_;
 };

@@ -44,6 +44,7 @@ constexpr CodeInfo kCodes[] = {
     {Code::kProtocol, 71, "Protocol"},
     {Code::kNoDevice, 6, "NoDevice"},
     {Code::kTextBusy, 26, "TextBusy"},
+    {Code::kTooBig, 7, "TooBig"},
 };
 
 }  // namespace

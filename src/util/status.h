@@ -48,6 +48,7 @@ enum class Code : std::uint8_t {
   kProtocol,         // EPROTO: a network peer sent a malformed message
   kNoDevice,         // ENXIO: address resolves to no device this process owns
   kTextBusy,         // ETXTBSY
+  kTooBig,           // E2BIG (xattr value too large)
   kNoAttr = kNoData,
 };
 

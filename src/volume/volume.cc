@@ -48,7 +48,9 @@ Result<Superblock> ReadSuperblock(block::BlockDevice* dev, MountReport* report) 
       if (!ReadAt(dev, bs, blockno, &buf).ok()) continue;
       auto sb = Superblock::Decode(buf.data(), buf.size(), blockno, nblocks);
       if (!sb.ok() || sb->block_size != bs) continue;
-      if (blockno != 1 && blockno != sb->mirror_block()) continue;
+      // Copies live at block 1, the volume's last block and (when the layout left a tail of the
+      // device unused) the device's last block.
+      if (blockno != 1 && blockno != sb->mirror_block() && blockno != nblocks - 1) continue;
       PERMFS_LOG(kWarn, "superblock: primary copy damaged (", first_err.message(),
                  "); using the mirror at block ", blockno);
       if (report) {
@@ -86,6 +88,7 @@ Status Volume::Mkfs(block::BlockDevice* dev, const MkfsOptions& opt) noexcept {
   std::vector<std::uint8_t> blk(sb.block_size, 0);
   PERMFS_RETURN_IF_ERROR(io.Write(0, 1, blk.data()));
   PERMFS_RETURN_IF_ERROR(io.Write(1, 1, blk.data()));
+  PERMFS_RETURN_IF_ERROR(io.Write(io.block_count() - 1, 1, blk.data()));
   PERMFS_RETURN_IF_ERROR(io.Write(sb.block_count - 1, 1, blk.data()));
   PERMFS_RETURN_IF_ERROR(io.Flush());
 
@@ -117,6 +120,12 @@ Status Volume::Mkfs(block::BlockDevice* dev, const MkfsOptions& opt) noexcept {
   PERMFS_RETURN_IF_ERROR(io.Write(1, 1, blk.data()));
   sb.Encode(blk.data(), sb.mirror_block());
   PERMFS_RETURN_IF_ERROR(io.Write(sb.mirror_block(), 1, blk.data()));
+  if (io.block_count() - 1 != sb.mirror_block()) {
+    // The layout left the device's tail unused: keep a copy where a reader without the
+    // superblock looks for one.
+    sb.Encode(blk.data(), io.block_count() - 1);
+    PERMFS_RETURN_IF_ERROR(io.Write(io.block_count() - 1, 1, blk.data()));
+  }
   PERMFS_RETURN_IF_ERROR(io.Flush());
   sb.Encode(blk.data(), 0);
   PERMFS_RETURN_IF_ERROR(io.Write(0, 1, blk.data()));

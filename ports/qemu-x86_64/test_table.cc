@@ -13,13 +13,11 @@ bool TestBlockdev(TestContext& ctx);
 bool TestBlockdevPersistWrite(TestContext& ctx);
 bool TestBlockdevPersistVerify(TestContext& ctx);
 
-// ==== ENGINE TESTS: declarations =========================================================
-// When the filesystem layers land, declare engine tests here, e.g.
-//   bool TestEngineMkfsRemount(TestContext& ctx);   // mkfs -> write -> unmount -> remount -> read
-//   bool TestEngineJournalBoot1(TestContext& ctx);  // commit transactions, stop without unmount
-//   bool TestEngineJournalBoot2(TestContext& ctx);  // replay on mount and verify
-// and put them in ports/qemu-x86_64/tests/engine_tests.cc (globbed by the kernel build).
-// ===========================================================================================
+// Engine tests (tests/engine_tests.cc): the engine core's real code on the virtio-blk disk.
+bool TestEngineRoundtrip(TestContext& ctx);     // mkfs -> workload -> unmount -> remount -> verify
+bool TestEngineRecoverWrite(TestContext& ctx);  // boot 1: commit, stop without unmount
+bool TestEngineRecoverVerify(TestContext& ctx); // boot 2: replay on mount and verify
+bool TestEnginePanic(TestContext& ctx);         // panic report carries the journal state
 
 const KernelTest kKernelTests[] = {
     {"runtime", TestRuntime, false,
@@ -34,11 +32,14 @@ const KernelTest kKernelTests[] = {
     {"blockdev_persist_verify", TestBlockdevPersistVerify, true,
      "boot 2 of 2: the pattern written by boot 1 is on the disk"},
 
-    // ==== ENGINE TESTS: table entries (lead: add mkfs/remount/journal-recovery tests here) ====
-    // {"engine_mkfs_remount", TestEngineMkfsRemount, true, "mkfs, write, remount, read back"},
-    // {"engine_journal_boot1", TestEngineJournalBoot1, true, "journal recovery, boot 1"},
-    // {"engine_journal_boot2", TestEngineJournalBoot2, true, "journal recovery, boot 2"},
-    // ===========================================================================================
+    {"engine_roundtrip", TestEngineRoundtrip, true,
+     "mkfs, directories/files/large file as B+tree keys, unmount, remount, verify; throughput"},
+    {"engine_recover_write", TestEngineRecoverWrite, true,
+     "boot 1 of 2: durable + journal-only transactions, stop without unmount"},
+    {"engine_recover_verify", TestEngineRecoverVerify, true,
+     "boot 2 of 2: mount replays the journal; every durable transaction present"},
+    {"engine_panic", TestEnginePanic, true,
+     "deliberate panic during an engine test: the report shows the journal's durable sequence"},
 
     {nullptr, nullptr, false, nullptr},
 };

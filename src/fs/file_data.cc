@@ -1,0 +1,507 @@
+// File data operations of Filesystem: regular files are chunk maps (record index -> chunk).
+// Truncate, punch hole, zero range and reclaim all go through UnmapRecords().
+#include "fs/filesystem.h"
+#include "fs/txn_runner.h"
+#include "util/bytes.h"
+#include "util/coding.h"
+
+namespace permfs::fs {
+
+using btree::Slice;
+using journal::ReadView;
+using journal::WriteTxn;
+
+namespace {
+
+constexpr std::size_t kRecordsPerTxn = 64;
+constexpr std::size_t kUnmapPerTxn = 128;
+
+struct MapItem {
+  std::uint64_t index;
+  ChunkMapEntry entry;
+};
+
+struct ScanCtx {
+  std::vector<MapItem>* out;
+  std::uint32_t rs;
+  std::size_t limit;
+  Status st;
+};
+
+bool CollectMap(void* p, const Slice& k, const Slice& v) {
+  auto* c = static_cast<ScanCtx*>(p);
+  if (k.size != 16) {
+    c->st = Status::Corruption("chunk map key has the wrong size");
+    return false;
+  }
+  auto e = ChunkMapEntry::Decode(v.data, v.size, c->rs);
+  if (!e.ok()) {
+    c->st = e.status();
+    return false;
+  }
+  c->out->push_back(MapItem{KeyU64(k.data + 8), *e});
+  return c->out->size() < c->limit;
+}
+
+std::int64_t Now() { return port::WallClockNanos(); }
+
+}  // namespace
+
+// Reads [off, off+len) clamped to `size` into out; caller holds the inode's stripe lock.
+static Status ReadRange(volume::Volume* vol, store::ChunkStore* store, btree::BTree* chunks,
+                        std::uint32_t rs, std::uint64_t ino, std::uint64_t off, std::size_t n,
+                        std::uint8_t* out) {
+  if (n == 0) return Status();
+  const std::uint64_t first = off / rs, last = (off + n - 1) / rs;
+  std::vector<MapItem> items;
+  std::vector<store::ChunkLocation> locs;
+  {
+    ReadView view(vol->meta());
+    ScanCtx c{&items, rs, ~std::size_t{0}, Status()};
+    PERMFS_RETURN_IF_ERROR(chunks->Scan(view, Slice(ChunkKey(ino, first)),
+                                        Slice(ChunkKey(ino, last + 1)), &CollectMap, &c));
+    PERMFS_RETURN_IF_ERROR(c.st);
+    locs.reserve(items.size());
+    for (const MapItem& it : items) {
+      PERMFS_ASSIGN_OR_RETURN(store::ChunkLocation loc, store->Locate(view, it.entry.id));
+      if (loc.length != it.entry.length)
+        return Status::Corruption("chunk map length disagrees with the chunk index");
+      locs.push_back(loc);
+    }
+  }
+  FillBytes(out, 0, n);
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const std::uint64_t rec_start = items[i].index * rs;
+    const std::uint64_t a = off > rec_start ? off : rec_start;
+    const std::uint64_t rec_end = rec_start + items[i].entry.length;
+    const std::uint64_t b = (off + n) < rec_end ? (off + n) : rec_end;
+    if (a >= b) continue;
+    PERMFS_RETURN_IF_ERROR(store->ReadLocated(locs[i], static_cast<std::uint32_t>(a - rec_start),
+                                              static_cast<std::uint32_t>(b - a),
+                                              out + (a - off)));
+  }
+  return Status();
+}
+
+Result<std::size_t> Filesystem::Read(std::uint64_t ino, std::uint64_t off, std::size_t len,
+                                     std::uint8_t* out) noexcept {
+  MutexLock l(InodeLock(ino));
+  InodeRecord in;
+  {
+    ReadView view(vol_->meta());
+    PERMFS_ASSIGN_OR_RETURN(in, LoadInode(view, ino));
+  }
+  if (IsDir(in.mode)) return Status(Code::kIsDirectory, "is a directory");
+  if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+  if (off >= in.size) return std::size_t{0};
+  std::size_t n = len;
+  if (in.size - off < n) n = static_cast<std::size_t>(in.size - off);
+  PERMFS_RETURN_IF_ERROR(ReadRange(vol_, &store_, &chunks_, rs_, ino, off, n, out));
+  return n;
+}
+
+Result<std::string> Filesystem::ReadRecord(std::uint64_t ino, std::uint64_t index,
+                                           std::uint64_t size) noexcept {
+  const std::uint64_t start = index * rs_;
+  std::string buf;
+  if (size <= start) return buf;
+  std::uint64_t n = size - start;
+  if (n > rs_) n = rs_;
+  buf.assign(static_cast<std::size_t>(n), '\0');
+  PERMFS_RETURN_IF_ERROR(ReadRange(vol_, &store_, &chunks_, rs_, ino, start,
+                                   static_cast<std::size_t>(n),
+                                   reinterpret_cast<std::uint8_t*>(buf.data())));
+  return buf;
+}
+
+// Commits whole records in one transaction; caller holds the stripe lock. The size becomes
+// `exact_size` if it is not ~0, else at least `min_size`.
+Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
+                                       std::uint64_t min_size, std::uint64_t exact_size,
+                                       bool touch) noexcept {
+  volume::Volume* vol = vol_;
+  store::ChunkStore* store = &store_;
+  btree::BTree* chunks = &chunks_;
+  const std::uint32_t rs = rs_;
+  for (int attempt = 0;; ++attempt) {
+    std::vector<store::PreparedChunk> prepared(n);
+    Status st;
+    for (std::size_t i = 0; i < n && st.ok(); ++i) {
+      if (recs[i].len > rs) {
+        st = Status::InvalidArgument("record larger than the record size");
+        break;
+      }
+      if (recs[i].len == 0 || IsAllZero(recs[i].data, recs[i].len)) continue;  // a hole
+      auto p = store->Prepare(recs[i].data, recs[i].len);
+      if (!p.ok()) st = p.status();
+      else prepared[i] = std::move(*p);
+    }
+    if (st.ok()) {
+      auto t = vol->meta()->Begin();
+      if (!t.ok()) {
+        st = t.status();
+      } else {
+        st = [&]() -> Status {
+          PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(*t, ino));
+          if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+          for (std::size_t i = 0; i < n; ++i) {
+            const std::string key = ChunkKey(ino, recs[i].index);
+            std::string old;
+            Status gs = chunks->Get(*t, Slice(key), &old);
+            if (!gs.ok() && !gs.IsNotFound()) return gs;
+            if (gs.ok()) {
+              PERMFS_ASSIGN_OR_RETURN(
+                  ChunkMapEntry oe,
+                  ChunkMapEntry::Decode(reinterpret_cast<const std::uint8_t*>(old.data()),
+                                        old.size(), rs));
+              PERMFS_RETURN_IF_ERROR(store->Unref(*t, oe.id));
+              in.data_bytes -= in.data_bytes >= oe.length ? oe.length : in.data_bytes;
+            }
+            if (!prepared[i].active) {
+              if (gs.ok()) PERMFS_RETURN_IF_ERROR(chunks->Delete(*t, Slice(key)));
+              continue;
+            }
+            ChunkMapEntry ne;
+            ne.id = prepared[i].id;
+            ne.length = static_cast<std::uint32_t>(recs[i].len);
+            PERMFS_RETURN_IF_ERROR(store->Commit(*t, prepared[i], recs[i].data));
+            std::uint8_t enc[ChunkMapEntry::kEncodedSize];
+            ne.Encode(enc);
+            PERMFS_RETURN_IF_ERROR(chunks->Put(*t, Slice(key), Slice(enc, sizeof enc)));
+            in.data_bytes += ne.length;
+          }
+          if (exact_size != ~0ull) in.size = exact_size;
+          else if (min_size > in.size) in.size = min_size;
+          if (touch) in.mtime_ns = in.ctime_ns = Now();
+          return StoreInode(*t, in);
+        }();
+        if (st.ok()) st = t->Commit();
+        else t->Abort();
+      }
+    }
+    for (store::PreparedChunk& p : prepared)
+      if (p.active) store->Abandon(p);
+    if (st.IsNoSpace() && attempt == 0 && vol->allocator()->HasPendingFrees()) {
+      PERMFS_RETURN_IF_ERROR(vol->meta()->SyncAndCheckpoint());
+      continue;
+    }
+    return st;
+  }
+}
+
+Status Filesystem::WriteRecords(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
+                                std::uint64_t min_size, bool touch_mtime) noexcept {
+  if (min_size > kMaxFileSize) return Status(Code::kFileTooBig, "file too large");
+  MutexLock l(InodeLock(ino));
+  return CommitRecordsLocked(ino, recs, n, min_size, ~0ull, touch_mtime);
+}
+
+Status Filesystem::Write(std::uint64_t ino, std::uint64_t off, const std::uint8_t* data,
+                         std::size_t len) noexcept {
+  if (len == 0) return Status();
+  if (off > kMaxFileSize || len > kMaxFileSize - off)
+    return Status(Code::kFileTooBig, "file too large");
+  MutexLock l(InodeLock(ino));
+  InodeRecord in;
+  {
+    ReadView view(vol_->meta());
+    PERMFS_ASSIGN_OR_RETURN(in, LoadInode(view, ino));
+  }
+  if (IsDir(in.mode)) return Status(Code::kIsDirectory, "is a directory");
+  if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+  const std::uint64_t end = off + len;
+  std::uint64_t r = off / rs_;
+  const std::uint64_t last = (end - 1) / rs_;
+  while (r <= last) {
+    std::vector<std::string> bufs;
+    std::vector<RecordWrite> recs;
+    for (; r <= last && recs.size() < kRecordsPerTxn; ++r) {
+      const std::uint64_t rec_start = r * rs_;
+      const std::uint64_t cur_len = in.size > rec_start ? ((in.size - rec_start) < rs_ ? in.size - rec_start : rs_) : 0;
+      const std::uint64_t lo = (off > rec_start ? off : rec_start) - rec_start;
+      const std::uint64_t hi = (end < rec_start + rs_ ? end : rec_start + rs_) - rec_start;
+      const std::uint64_t new_len = cur_len > hi ? cur_len : hi;
+      std::string buf;
+      if ((lo > 0 || hi < new_len) && cur_len > 0) {
+        PERMFS_ASSIGN_OR_RETURN(buf, ReadRecord(ino, r, in.size));
+      }
+      buf.resize(static_cast<std::size_t>(new_len), '\0');
+      CopyBytes(buf.data() + lo, data + (rec_start + lo - off), static_cast<std::size_t>(hi - lo));
+      bufs.push_back(std::move(buf));
+    }
+    for (std::size_t i = 0; i < bufs.size(); ++i) {
+      recs.push_back(RecordWrite{r - bufs.size() + i,
+                                 reinterpret_cast<const std::uint8_t*>(bufs[i].data()), bufs[i].size()});
+    }
+    const std::uint64_t batch_end = (r * rs_ < end) ? r * rs_ : end;
+    PERMFS_RETURN_IF_ERROR(CommitRecordsLocked(ino, recs.data(), recs.size(), batch_end, ~0ull, true));
+    if (batch_end > in.size) in.size = batch_end;
+  }
+  return Status();
+}
+
+Status Filesystem::UnmapRecords(std::uint64_t ino, std::uint64_t first,
+                                std::uint64_t last) noexcept {
+  const std::string to = last == ~0ull ? ChunkKey(ino + 1, 0) : ChunkKey(ino, last);
+  for (;;) {
+    std::vector<MapItem> items;
+    {
+      ReadView view(vol_->meta());
+      ScanCtx c{&items, rs_, kUnmapPerTxn, Status()};
+      PERMFS_RETURN_IF_ERROR(chunks_.Scan(view, Slice(ChunkKey(ino, first)), Slice(to),
+                                          &CollectMap, &c));
+      PERMFS_RETURN_IF_ERROR(c.st);
+    }
+    if (items.empty()) return Status();
+    PERMFS_RETURN_IF_ERROR(RunTxn([&](WriteTxn& t) -> Status {
+      auto in = LoadInode(t, ino);
+      if (!in.ok() && !in.status().IsNotFound()) return in.status();
+      std::uint64_t freed = 0;
+      for (const MapItem& it : items) {
+        PERMFS_RETURN_IF_ERROR(chunks_.Delete(t, Slice(ChunkKey(ino, it.index))));
+        PERMFS_RETURN_IF_ERROR(store_.Unref(t, it.entry.id));
+        freed += it.entry.length;
+      }
+      if (!in.ok()) return Status();
+      in->data_bytes -= in->data_bytes >= freed ? freed : in->data_bytes;
+      return StoreInode(t, *in);
+    }));
+  }
+}
+
+Status Filesystem::Truncate(std::uint64_t ino, std::uint64_t size) noexcept {
+  if (size > kMaxFileSize) return Status(Code::kFileTooBig, "file too large");
+  MutexLock l(InodeLock(ino));
+  InodeRecord in;
+  {
+    ReadView view(vol_->meta());
+    PERMFS_ASSIGN_OR_RETURN(in, LoadInode(view, ino));
+  }
+  if (IsDir(in.mode)) return Status(Code::kIsDirectory, "is a directory");
+  if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+  if (size >= in.size) {
+    return RunTxn([&](WriteTxn& t) -> Status {
+      PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
+      cur.size = size;
+      cur.mtime_ns = cur.ctime_ns = Now();
+      return StoreInode(t, cur);
+    });
+  }
+  // Shrink: the partial last record is rewritten (so bytes past the new end read as zero if the
+  // file grows again), the new size and an orphan record "truncate pending" commit together,
+  // then whole records past the end are unmapped, then the orphan record goes.
+  const std::uint64_t keep = (size + rs_ - 1) / rs_;
+  std::string tail;
+  const bool partial = size % rs_ != 0;
+  if (partial) {
+    PERMFS_ASSIGN_OR_RETURN(tail, ReadRecord(ino, size / rs_, in.size));
+    tail.resize(static_cast<std::size_t>(size % rs_));
+  }
+  RecordWrite rec{size / rs_, reinterpret_cast<const std::uint8_t*>(tail.data()), tail.size()};
+  {
+    // Orphan record first (its own transaction joins the same commit as the size change).
+    // An unlinked (still open) file keeps its "unlinked" orphan record: reclaiming it after a
+    // crash frees every record anyway, and replacing it would lose the inode for good.
+    PERMFS_RETURN_IF_ERROR(RunTxn([&](WriteTxn& t) -> Status {
+      PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
+      if (cur.nlink == 0) return Status();
+      std::uint8_t orec[9];
+      orec[0] = static_cast<std::uint8_t>(OrphanKind::kTruncate);
+      EncodeLE64(orec + 1, size);
+      return orphans_.Put(t, Slice(OrphanKey(ino)), Slice(orec, sizeof orec));
+    }));
+  }
+  PERMFS_RETURN_IF_ERROR(CommitRecordsLocked(ino, &rec, partial ? 1 : 0, 0, size, true));
+  PERMFS_RETURN_IF_ERROR(UnmapRecords(ino, keep, ~0ull));
+  return RunTxn([&](WriteTxn& t) -> Status {
+    // If the file lost its last name meanwhile, its orphan record must stay "unlinked".
+    PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
+    if (cur.nlink == 0) {
+      std::uint8_t orec[9] = {static_cast<std::uint8_t>(OrphanKind::kUnlinked)};
+      return orphans_.Put(t, Slice(OrphanKey(ino)), Slice(orec, sizeof orec));
+    }
+    Status st = orphans_.Delete(t, Slice(OrphanKey(ino)));
+    return st.IsNotFound() ? Status() : st;
+  });
+}
+
+Status Filesystem::FinishTruncate(std::uint64_t ino) noexcept {
+  std::uint64_t size = 0;
+  bool have_inode = false, unlinked = false;
+  {
+    ReadView view(vol_->meta());
+    std::string v;
+    Status st = orphans_.Get(view, Slice(OrphanKey(ino)), &v);
+    if (st.IsNotFound()) return Status();
+    PERMFS_RETURN_IF_ERROR(st);
+    if (v.size() != 9) return Status::Corruption("orphan record has the wrong size");
+    size = DecodeLE64(reinterpret_cast<const std::uint8_t*>(v.data()) + 1);
+    auto in = LoadInode(view, ino);
+    have_inode = in.ok();
+    if (have_inode && in->nlink == 0) unlinked = true;
+    if (have_inode && in->size > size) size = in->size;  // the size change never committed
+  }
+  // An unlinked inode must not lose its orphan record: reclaim it whole instead.
+  if (unlinked) return Reclaim(ino);
+  if (have_inode) {
+    // Drop records wholly past the (committed) size; the partial record was rewritten in the
+    // same commit as the orphan record, or not at all (then the size did not change either).
+    PERMFS_RETURN_IF_ERROR(UnmapRecords(ino, (size + rs_ - 1) / rs_, ~0ull));
+  }
+  return RunTxn([&](WriteTxn& t) -> Status {
+    Status st = orphans_.Delete(t, Slice(OrphanKey(ino)));
+    return st.IsNotFound() ? Status() : st;
+  });
+}
+
+Status Filesystem::ZeroRange(std::uint64_t ino, std::uint64_t off, std::uint64_t len,
+                             bool keep_size) noexcept {
+  MutexLock l(InodeLock(ino));
+  InodeRecord in;
+  {
+    ReadView view(vol_->meta());
+    PERMFS_ASSIGN_OR_RETURN(in, LoadInode(view, ino));
+  }
+  if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+  const std::uint64_t end = off + len;
+  const std::uint64_t data_end = end < in.size ? end : in.size;
+  // Partial records at the edges: rewrite with zeros inside the range.
+  std::vector<std::string> bufs;
+  std::vector<RecordWrite> recs;
+  if (off < data_end) {
+    const std::uint64_t first = off / rs_, last = (data_end - 1) / rs_;
+    for (std::uint64_t r : {first, last}) {
+      if (!recs.empty() && recs.back().index == r) continue;
+      const std::uint64_t rs0 = r * rs_;
+      const bool whole = off <= rs0 && data_end >= rs0 + rs_;
+      if (whole) continue;
+      PERMFS_ASSIGN_OR_RETURN(std::string buf, ReadRecord(ino, r, in.size));
+      const std::uint64_t a = (off > rs0 ? off : rs0) - rs0;
+      std::uint64_t b = (data_end < rs0 + buf.size() ? data_end : rs0 + buf.size()) - rs0;
+      if (a < b) FillBytes(buf.data() + a, 0, static_cast<std::size_t>(b - a));
+      bufs.push_back(std::move(buf));
+      recs.push_back(RecordWrite{r, nullptr, 0});
+    }
+    for (std::size_t i = 0; i < recs.size(); ++i) {
+      recs[i].data = reinterpret_cast<const std::uint8_t*>(bufs[i].data());
+      recs[i].len = bufs[i].size();
+    }
+    PERMFS_RETURN_IF_ERROR(CommitRecordsLocked(ino, recs.data(), recs.size(), 0, ~0ull, true));
+    // Whole records inside the range become holes.
+    const std::uint64_t full_first = (off + rs_ - 1) / rs_;
+    const std::uint64_t full_last = data_end / rs_;
+    if (full_first < full_last) PERMFS_RETURN_IF_ERROR(UnmapRecords(ino, full_first, full_last));
+  }
+  return RunTxn([&](WriteTxn& t) -> Status {
+    PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
+    if (!keep_size && end > cur.size) cur.size = end;
+    cur.mtime_ns = cur.ctime_ns = Now();
+    return StoreInode(t, cur);
+  });
+}
+
+Status Filesystem::Fallocate(std::uint64_t ino, std::uint32_t mode, std::uint64_t off,
+                             std::uint64_t len) noexcept {
+  if (len == 0) return Status::InvalidArgument("fallocate of zero length");
+  if (off > kMaxFileSize || len > kMaxFileSize - off)
+    return Status(Code::kFileTooBig, "file too large");
+  if (mode & ~(kFallocKeepSize | kFallocPunchHole | kFallocZeroRange))
+    return Status::NotSupported("fallocate mode not supported");
+  if ((mode & kFallocPunchHole) && !(mode & kFallocKeepSize))
+    return Status::NotSupported("PUNCH_HOLE requires KEEP_SIZE");
+  if ((mode & kFallocPunchHole) && (mode & kFallocZeroRange))
+    return Status::InvalidArgument("PUNCH_HOLE with ZERO_RANGE");
+  {
+    PERMFS_ASSIGN_OR_RETURN(InodeRecord in, GetAttr(ino));
+    if (IsDir(in.mode)) return Status(Code::kIsDirectory, "is a directory");
+    if (!IsRegular(in.mode)) return Status(Code::kNoDevice, "not a regular file");
+  }
+  if (mode & (kFallocPunchHole | kFallocZeroRange))
+    return ZeroRange(ino, off, len, (mode & kFallocKeepSize) != 0);
+  // Plain allocation: content-addressed data cannot be reserved ahead of its content, so
+  // allocation only extends the size (the range reads as zeros).
+  if (mode & kFallocKeepSize) return Status();
+  MutexLock l(InodeLock(ino));
+  return RunTxn([&](WriteTxn& t) -> Status {
+    PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
+    if (off + len > cur.size) {
+      cur.size = off + len;
+      cur.ctime_ns = Now();
+      return StoreInode(t, cur);
+    }
+    return Status();
+  });
+}
+
+Result<std::uint64_t> Filesystem::SeekData(std::uint64_t ino, std::uint64_t off) noexcept {
+  MutexLock l(InodeLock(ino));
+  ReadView view(vol_->meta());
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(view, ino));
+  if (off >= in.size) return Status(Code::kNoDevice, "offset beyond end of file");
+  std::uint64_t found = ~0ull;
+  struct Ctx {
+    std::uint64_t off, rs, *found;
+    Status st;
+  } c{off, rs_, &found, Status()};
+  PERMFS_RETURN_IF_ERROR(chunks_.Scan(
+      view, Slice(ChunkKey(ino, off / rs_)), Slice(ChunkKey(ino + 1, 0)),
+      [](void* p, const Slice& k, const Slice& v) {
+        auto* c = static_cast<Ctx*>(p);
+        auto e = ChunkMapEntry::Decode(v.data, v.size, static_cast<std::uint32_t>(c->rs));
+        if (!e.ok()) {
+          c->st = e.status();
+          return false;
+        }
+        std::uint64_t start = KeyU64(k.data + 8) * c->rs;
+        if (start + e->length > c->off) {
+          *c->found = start > c->off ? start : c->off;
+          return false;
+        }
+        return true;
+      },
+      &c));
+  PERMFS_RETURN_IF_ERROR(c.st);
+  if (found >= in.size) return Status(Code::kNoDevice, "no data after offset");
+  return found;
+}
+
+Result<std::uint64_t> Filesystem::SeekHole(std::uint64_t ino, std::uint64_t off) noexcept {
+  MutexLock l(InodeLock(ino));
+  ReadView view(vol_->meta());
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(view, ino));
+  if (off >= in.size) return Status(Code::kNoDevice, "offset beyond end of file");
+  std::uint64_t pos = off;
+  struct Ctx {
+    std::uint64_t* pos;
+    std::uint64_t rs;
+    bool done;
+    Status st;
+  } c{&pos, rs_, false, Status()};
+  PERMFS_RETURN_IF_ERROR(chunks_.Scan(
+      view, Slice(ChunkKey(ino, off / rs_)), Slice(ChunkKey(ino + 1, 0)),
+      [](void* p, const Slice& k, const Slice& v) {
+        auto* c = static_cast<Ctx*>(p);
+        auto e = ChunkMapEntry::Decode(v.data, v.size, static_cast<std::uint32_t>(c->rs));
+        if (!e.ok()) {
+          c->st = e.status();
+          return false;
+        }
+        std::uint64_t start = KeyU64(k.data + 8) * c->rs;
+        if (start > *c->pos) {  // a missing record before this one: hole at pos
+          c->done = true;
+          return false;
+        }
+        std::uint64_t end = start + e->length;
+        if (end > *c->pos) *c->pos = end;
+        if (e->length < c->rs) {  // short record: hole right after its data
+          c->done = true;
+          return false;
+        }
+        return true;
+      },
+      &c));
+  PERMFS_RETURN_IF_ERROR(c.st);
+  return pos < in.size ? pos : in.size;
+}
+
+}  // namespace permfs::fs

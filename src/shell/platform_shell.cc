@@ -1,0 +1,629 @@
+#include "shell/platform_shell.h"
+
+#include "util/bytes.h"
+#include "util/log.h"
+#include "util/sort.h"
+
+namespace permfs::shell {
+
+using fs::Credentials;
+
+struct PlatformShell::Record {
+  std::uint8_t* data = nullptr;  // record_size bytes
+  std::uint32_t len = 0;         // valid bytes
+  std::uint64_t dirtied_ns = 0;
+};
+
+struct PlatformShell::Node {
+  explicit Node(NodeId i) : id(i) {}
+  const NodeId id;
+  // Guarded by table_mu_.
+  std::uint64_t lookups = 0;
+  std::uint64_t opens = 0;
+  std::uint32_t pins = 0;
+  bool orphan = false;
+  // Guarded by mu.
+  Mutex mu;
+  HashMap<std::uint64_t, Record> dirty;
+  std::atomic<std::uint64_t> dirty_count{0};
+  bool attrs_loaded = false;
+  std::uint32_t mode = 0;
+  std::uint64_t size = 0;          // logical size including unpromoted writes
+  std::int64_t mtime_ns = 0;       // last write time while dirty
+  Status deferred;                 // a failed promotion, reported at the next write/flush/fsync
+};
+
+namespace {
+
+// Pins a node for the duration of a call.
+class NodeRef {
+ public:
+  NodeRef(PlatformShell* s, void* n, void (*drop)(PlatformShell*, void*)) : s_(s), n_(n), drop_(drop) {}
+  ~NodeRef() {
+    if (n_) drop_(s_, n_);
+  }
+  NodeRef(const NodeRef&) = delete;
+  NodeRef& operator=(const NodeRef&) = delete;
+
+ private:
+  PlatformShell* s_;
+  void* n_;
+  void (*drop_)(PlatformShell*, void*);
+};
+
+}  // namespace
+
+PlatformShell::PlatformShell(fs::Filesystem* fs, const ShellOptions& opt) noexcept
+    : fs_(fs), opt_(opt), rs_(fs->record_size()) {}
+
+PlatformShell::~PlatformShell() {
+  MutexLock l(&table_mu_);
+  nodes_.ForEach([this](const NodeId&, Node*& n) {
+    n->dirty.ForEach([this](const std::uint64_t&, Record& r) { port::Deallocate(r.data, rs_, 64); });
+    delete n;
+  });
+  nodes_.Clear();
+}
+
+PlatformShell::Node* PlatformShell::GetNode(NodeId id, bool create) noexcept {
+  MutexLock l(&table_mu_);
+  if (Node** p = nodes_.Find(id)) {
+    (*p)->pins++;
+    return *p;
+  }
+  if (!create) return nullptr;
+  Node* n = new Node(id);
+  n->pins = 1;
+  nodes_.Insert(id, n);
+  return n;
+}
+
+void PlatformShell::MaybeDropNode(NodeId id) noexcept {
+  MutexLock l(&table_mu_);
+  Node** p = nodes_.Find(id);
+  if (!p) return;
+  Node* n = *p;
+  if (n->pins > 0) n->pins--;
+  if (n->pins == 0 && n->lookups == 0 && n->opens == 0 && !n->orphan &&
+      n->dirty_count.load(std::memory_order_acquire) == 0 && n->deferred.ok()) {
+    nodes_.Erase(id);
+    delete n;
+  }
+}
+
+#define PERMFS_PIN(var, node_id, create_flag)                                               \
+  Node* var = GetNode(node_id, create_flag);                                                \
+  NodeRef var##_ref(this, var, [](PlatformShell* s_, void* n_) {                            \
+    s_->MaybeDropNode(static_cast<Node*>(n_)->id);                                          \
+  })
+
+Status PlatformShell::LoadNodeAttrs(Node* n) noexcept {
+  if (n->attrs_loaded) return Status();
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(n->id));
+  n->mode = a.mode;
+  n->size = a.size;
+  n->mtime_ns = a.mtime_ns;
+  n->attrs_loaded = true;
+  return Status();
+}
+
+Status PlatformShell::PromoteLocked(Node* n, bool idle_only) noexcept {
+  if (n->dirty.empty()) return Status();
+  std::vector<std::uint64_t> idx;
+  const std::uint64_t now = port::MonotonicNanos();
+  n->dirty.ForEach([&](const std::uint64_t& k, Record& r) {
+    if (!idle_only || now - r.dirtied_ns >= opt_.idle_flush_ns) idx.push_back(k);
+  });
+  if (idx.empty()) return Status();
+  Sort(idx.data(), idx.data() + idx.size(), [](std::uint64_t a, std::uint64_t b) { return a < b; });
+  constexpr std::size_t kBatch = 64;
+  for (std::size_t i = 0; i < idx.size(); i += kBatch) {
+    std::vector<fs::Filesystem::RecordWrite> recs;
+    std::uint64_t bytes = 0;
+    for (std::size_t j = i; j < idx.size() && j < i + kBatch; ++j) {
+      Record* r = n->dirty.Find(idx[j]);
+      recs.push_back(fs::Filesystem::RecordWrite{idx[j], r->data, r->len});
+      bytes += r->len;
+    }
+    // The file is at least as long as the end of the last record promoted; the logical size is
+    // committed with the final batch.
+    const bool last = i + kBatch >= idx.size();
+    std::uint64_t min_size = last && !idle_only ? n->size : 0;
+    for (const auto& rw : recs) {
+      std::uint64_t end = rw.index * rs_ + rw.len;
+      if (end > min_size && end <= n->size) min_size = end;
+    }
+    Status st = fs_->WriteRecords(n->id, recs.data(), recs.size(), min_size, true);
+    if (!st.ok()) {
+      n->deferred = st;
+      PERMFS_LOG(kWarn, "shell: promotion of node ", n->id, " failed: ", st.message());
+      return st;
+    }
+    for (const auto& rw : recs) {
+      Record* r = n->dirty.Find(rw.index);
+      port::Deallocate(r->data, rs_, 64);
+      n->dirty.Erase(rw.index);
+      dirty_bytes_.fetch_sub(rs_, std::memory_order_relaxed);
+      dirty_records_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    n->dirty_count.store(n->dirty.size(), std::memory_order_release);
+    promotions_.fetch_add(1, std::memory_order_relaxed);
+    promoted_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  return Status();
+}
+
+Status PlatformShell::OverBudget(Node* current) noexcept {
+  if (dirty_bytes_.load(std::memory_order_relaxed) <= opt_.budget_bytes) return Status();
+  budget_promotions_.fetch_add(1, std::memory_order_relaxed);
+  Status first;
+  if (current) {
+    MutexLock l(&current->mu);
+    first = PromoteLocked(current, false);
+  }
+  if (dirty_bytes_.load(std::memory_order_relaxed) <= opt_.budget_bytes) return first;
+  std::vector<NodeId> ids;
+  {
+    MutexLock l(&table_mu_);
+    nodes_.ForEach([&](const NodeId& id, Node*& n) {
+      if (n->dirty_count.load() > 0 && n != current) ids.push_back(id);
+    });
+  }
+  for (NodeId id : ids) {
+    if (dirty_bytes_.load(std::memory_order_relaxed) <= opt_.budget_bytes) break;
+    PERMFS_PIN(n, id, false);
+    if (!n) continue;
+    MutexLock l(&n->mu);
+    PromoteLocked(n, false).IgnoreError();  // a failure is reported to that node's writer
+  }
+  return first;
+}
+
+// ---- The seam ------------------------------------------------------------------------------
+
+Result<InodeRecord> PlatformShell::lookup(NodeId parent, const std::string& name) noexcept {
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Lookup(parent, name));
+  PERMFS_PIN(n, a.ino, true);
+  {
+    MutexLock l(&table_mu_);
+    n->lookups++;
+  }
+  MutexLock l(&n->mu);
+  if (n->attrs_loaded && n->dirty_count.load() > 0) {
+    a.size = n->size;
+    a.mtime_ns = n->mtime_ns;
+  }
+  return a;
+}
+
+void PlatformShell::forget(NodeId node, std::uint64_t nlookup) noexcept {
+  PERMFS_PIN(n, node, false);
+  if (!n) return;
+  bool reclaim = false;
+  {
+    MutexLock l(&table_mu_);
+    n->lookups = n->lookups > nlookup ? n->lookups - nlookup : 0;
+    reclaim = n->orphan && n->lookups == 0 && n->opens == 0;
+  }
+  if (reclaim) ReclaimIfUnused(node).IgnoreError();
+}
+
+Result<InodeRecord> PlatformShell::attrs(NodeId node) noexcept {
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(node));
+  PERMFS_PIN(n, node, false);
+  if (n) {
+    MutexLock l(&n->mu);
+    if (n->attrs_loaded && (n->dirty_count.load() > 0 || n->size != a.size)) {
+      a.size = n->size;
+      if (n->dirty_count.load() > 0) a.mtime_ns = n->mtime_ns;
+    }
+  }
+  return a;
+}
+
+Result<std::size_t> PlatformShell::read(NodeId node, std::uint64_t off, std::size_t len,
+                                        std::uint8_t* buf) noexcept {
+  PERMFS_PIN(n, node, true);
+  MutexLock l(&n->mu);
+  PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
+  if (fs::IsDir(n->mode)) return Status(Code::kIsDirectory, "is a directory");
+  if (off >= n->size || len == 0) return std::size_t{0};
+  std::size_t count = len;
+  if (n->size - off < count) count = static_cast<std::size_t>(n->size - off);
+  PERMFS_ASSIGN_OR_RETURN(std::size_t got, fs_->Read(node, off, count, buf));
+  if (got < count) FillBytes(buf + got, 0, count - got);
+  if (n->dirty_count.load() > 0) {
+    const std::uint64_t first = off / rs_, last = (off + count - 1) / rs_;
+    for (std::uint64_t r = first; r <= last; ++r) {
+      Record* rec = n->dirty.Find(r);
+      if (!rec) continue;
+      const std::uint64_t rs0 = r * rs_;
+      const std::uint64_t a = off > rs0 ? off : rs0;
+      const std::uint64_t b = (off + count) < rs0 + rs_ ? off + count : rs0 + rs_;
+      for (std::uint64_t p = a; p < b;) {
+        const std::uint64_t in_rec = p - rs0;
+        if (in_rec < rec->len) {
+          std::uint64_t m = (b - rs0 < rec->len ? b - rs0 : rec->len) - in_rec;
+          CopyBytes(buf + (p - off), rec->data + in_rec, static_cast<std::size_t>(m));
+          p += m;
+        } else {
+          FillBytes(buf + (p - off), 0, static_cast<std::size_t>(b - p));
+          p = b;
+        }
+      }
+    }
+  }
+  return count;
+}
+
+Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* data,
+                            std::size_t len) noexcept {
+  if (off > fs::Filesystem::kMaxFileSize || len > fs::Filesystem::kMaxFileSize - off)
+    return Status(Code::kFileTooBig, "file too large");
+  PERMFS_PIN(n, node, true);
+  {
+    MutexLock l(&n->mu);
+    if (!n->deferred.ok()) {
+      Status st = n->deferred;
+      n->deferred = Status();
+      return st;
+    }
+    PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
+    if (fs::IsDir(n->mode)) return Status(Code::kIsDirectory, "is a directory");
+    if (!fs::IsRegular(n->mode)) return Status::InvalidArgument("not a regular file");
+    if (len == 0) return Status();
+    const std::uint64_t end = off + len;
+    const std::uint64_t now = port::MonotonicNanos();
+    std::uint64_t fs_size = 0;
+    bool fs_size_known = false;
+    for (std::uint64_t r = off / rs_; r <= (end - 1) / rs_; ++r) {
+      const std::uint64_t rs0 = r * rs_;
+      const std::uint64_t lo = (off > rs0 ? off : rs0) - rs0;
+      const std::uint64_t hi = (end < rs0 + rs_ ? end : rs0 + rs_) - rs0;
+      Record* rec = n->dirty.Find(r);
+      if (!rec) {
+        Record nr;
+        nr.data = static_cast<std::uint8_t*>(port::Allocate(rs_, 64));
+        if (!nr.data) return Status::NoMemory();
+        // The record's committed bytes are needed unless this write covers all of them.
+        if (!fs_size_known) {
+          auto a = fs_->GetAttr(node);
+          if (!a.ok()) {
+            port::Deallocate(nr.data, rs_, 64);
+            return a.status();
+          }
+          fs_size = a->size;
+          fs_size_known = true;
+        }
+        std::uint64_t base = fs_size > rs0 ? (fs_size - rs0 < rs_ ? fs_size - rs0 : rs_) : 0;
+        if (n->size < rs0 + base) base = n->size > rs0 ? n->size - rs0 : 0;  // truncated since
+        if (base > 0 && (lo > 0 || hi < base)) {
+          auto got = fs_->Read(node, rs0, static_cast<std::size_t>(base), nr.data);
+          if (!got.ok()) {
+            port::Deallocate(nr.data, rs_, 64);
+            return got.status();
+          }
+          if (*got < base) FillBytes(nr.data + *got, 0, static_cast<std::size_t>(base - *got));
+        }
+        FillBytes(nr.data + base, 0, rs_ - static_cast<std::size_t>(base));
+        nr.len = static_cast<std::uint32_t>(base);
+        n->dirty.Insert(r, nr);
+        rec = n->dirty.Find(r);
+        dirty_bytes_.fetch_add(rs_, std::memory_order_relaxed);
+        dirty_records_.fetch_add(1, std::memory_order_relaxed);
+        n->dirty_count.store(n->dirty.size(), std::memory_order_release);
+      }
+      if (lo > rec->len) FillBytes(rec->data + rec->len, 0, static_cast<std::size_t>(lo - rec->len));
+      CopyBytes(rec->data + lo, data + (rs0 + lo - off), static_cast<std::size_t>(hi - lo));
+      if (hi > rec->len) rec->len = static_cast<std::uint32_t>(hi);
+      rec->dirtied_ns = now;
+    }
+    if (end > n->size) n->size = end;
+    n->mtime_ns = port::WallClockNanos();
+    if (opt_.sync_writes) {
+      PERMFS_RETURN_IF_ERROR(PromoteLocked(n, false));
+      PERMFS_RETURN_IF_ERROR(fs_->Sync());
+    }
+  }
+  // Over budget: promote this node now; if even that fails the write reports it (the data stays
+  // in the hot tier), so a full device cannot make memory grow without bound.
+  Status st = OverBudget(n);
+  if (!st.ok()) {
+    MutexLock l(&n->mu);
+    n->deferred = Status();
+    return st;
+  }
+  return Status();
+}
+
+Status PlatformShell::enumerate(NodeId dir, std::uint64_t cookie, fs::DirFn fn, void* ctx) noexcept {
+  return fs_->ReadDir(dir, cookie, fn, ctx);
+}
+
+void PlatformShell::invalidate(NodeId node) noexcept {
+  {
+    PERMFS_PIN(n, node, false);
+    if (n) {
+      MutexLock l(&n->mu);
+      if (n->dirty_count.load() == 0) n->attrs_loaded = false;
+    }
+  }
+  if (sink_) sink_->InvalidateNode(node);
+}
+
+Status PlatformShell::flush(NodeId node) noexcept {
+  PERMFS_PIN(n, node, false);
+  if (!n) return Status();
+  MutexLock l(&n->mu);
+  Status deferred = n->deferred;
+  n->deferred = Status();
+  Status st = PromoteLocked(n, false);
+  if (!deferred.ok()) return deferred;
+  if (!st.ok()) n->deferred = Status();  // reported now
+  return st;
+}
+
+Status PlatformShell::fsync(NodeId node, bool) noexcept {
+  PERMFS_RETURN_IF_ERROR(flush(node));
+  return fs_->Sync();
+}
+
+Status PlatformShell::open(NodeId node) noexcept {
+  PERMFS_PIN(n, node, true);
+  {
+    MutexLock l(&n->mu);
+    PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
+  }
+  MutexLock l(&table_mu_);
+  n->opens++;
+  return Status();
+}
+
+Status PlatformShell::opendir(NodeId node) noexcept {
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(node));
+  if (!fs::IsDir(a.mode)) return Status(Code::kNotDirectory, "not a directory");
+  return Status();
+}
+
+Status PlatformShell::releasedir(NodeId) noexcept { return Status(); }
+
+Status PlatformShell::release(NodeId node) noexcept {
+  PERMFS_PIN(n, node, false);
+  if (!n) return Status();
+  Status st;
+  bool orphan;
+  {
+    MutexLock l(&table_mu_);
+    orphan = n->orphan;
+  }
+  if (!orphan) st = flush(node);
+  bool reclaim = false;
+  {
+    MutexLock l(&table_mu_);
+    if (n->opens > 0) n->opens--;
+    reclaim = n->orphan && n->opens == 0 && n->lookups == 0;
+  }
+  if (reclaim) {
+    Status rs = ReclaimIfUnused(node);
+    if (st.ok()) st = rs;
+  }
+  return st;
+}
+
+// ---- Namespace -----------------------------------------------------------------------------
+
+Result<InodeRecord> PlatformShell::create(NodeId parent, const std::string& name,
+                                          std::uint32_t mode, const Credentials& cred,
+                                          bool exclusive) noexcept {
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Create(parent, name, mode, 0, cred, exclusive));
+  PERMFS_PIN(n, a.ino, true);
+  MutexLock l(&table_mu_);
+  n->lookups++;
+  n->opens++;
+  return a;
+}
+
+Result<InodeRecord> PlatformShell::mknod(NodeId parent, const std::string& name,
+                                         std::uint32_t mode, std::uint64_t rdev,
+                                         const Credentials& cred) noexcept {
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Create(parent, name, mode, rdev, cred, true));
+  PERMFS_PIN(n, a.ino, true);
+  MutexLock l(&table_mu_);
+  n->lookups++;
+  return a;
+}
+
+Result<InodeRecord> PlatformShell::mkdir(NodeId parent, const std::string& name,
+                                         std::uint32_t mode, const Credentials& cred) noexcept {
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Mkdir(parent, name, mode, cred));
+  PERMFS_PIN(n, a.ino, true);
+  MutexLock l(&table_mu_);
+  n->lookups++;
+  return a;
+}
+
+Result<InodeRecord> PlatformShell::symlink(NodeId parent, const std::string& name,
+                                           const std::string& target,
+                                           const Credentials& cred) noexcept {
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Symlink(parent, name, target, cred));
+  PERMFS_PIN(n, a.ino, true);
+  MutexLock l(&table_mu_);
+  n->lookups++;
+  return a;
+}
+
+Result<std::string> PlatformShell::readlink(NodeId node) noexcept { return fs_->Readlink(node); }
+
+Result<InodeRecord> PlatformShell::link(NodeId node, NodeId new_parent,
+                                        const std::string& new_name) noexcept {
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Link(node, new_parent, new_name));
+  PERMFS_PIN(n, node, true);
+  {
+    MutexLock l(&table_mu_);
+    n->lookups++;
+  }
+  MutexLock l(&n->mu);
+  if (n->attrs_loaded) a.size = n->size;
+  return a;
+}
+
+void PlatformShell::NoteOrphan(std::uint64_t ino) noexcept {
+  bool now = false;
+  {
+    PERMFS_PIN(n, ino, true);
+    MutexLock l(&table_mu_);
+    n->orphan = true;
+    now = n->opens == 0 && n->lookups == 0;
+  }
+  if (now) ReclaimIfUnused(ino).IgnoreError();
+}
+
+Status PlatformShell::ReclaimIfUnused(NodeId id) noexcept {
+  PERMFS_PIN(n, id, false);
+  if (!n) return fs_->Reclaim(id);
+  {
+    MutexLock l(&table_mu_);
+    if (!n->orphan || n->opens > 0 || n->lookups > 0) return Status();
+    n->orphan = false;
+  }
+  {
+    // Dirty data of a file nobody can reach any more is simply dropped.
+    MutexLock l(&n->mu);
+    n->dirty.ForEach([this](const std::uint64_t&, Record& r) {
+      port::Deallocate(r.data, rs_, 64);
+      dirty_bytes_.fetch_sub(rs_, std::memory_order_relaxed);
+      dirty_records_.fetch_sub(1, std::memory_order_relaxed);
+    });
+    n->dirty.Clear();
+    n->dirty_count.store(0, std::memory_order_release);
+    n->deferred = Status();
+    n->attrs_loaded = false;
+  }
+  return fs_->Reclaim(id);
+}
+
+Status PlatformShell::unlink(NodeId parent, const std::string& name) noexcept {
+  fs::UnlinkOutcome o;
+  PERMFS_RETURN_IF_ERROR(fs_->Unlink(parent, name, &o));
+  if (o.orphan) NoteOrphan(o.orphan);
+  return Status();
+}
+
+Status PlatformShell::rmdir(NodeId parent, const std::string& name) noexcept {
+  return fs_->Rmdir(parent, name);
+}
+
+Status PlatformShell::rename(NodeId old_parent, const std::string& old_name, NodeId new_parent,
+                             const std::string& new_name, std::uint32_t flags) noexcept {
+  fs::UnlinkOutcome o;
+  PERMFS_RETURN_IF_ERROR(fs_->Rename(old_parent, old_name, new_parent, new_name, flags, &o));
+  if (o.orphan) NoteOrphan(o.orphan);
+  return Status();
+}
+
+Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest& req) noexcept {
+  PERMFS_PIN(n, node, true);
+  MutexLock l(&n->mu);
+  // Promote first: explicit times must not be overwritten by a later promotion, and a size
+  // change applies to promoted data.
+  if (!n->deferred.ok()) {
+    Status st = n->deferred;
+    n->deferred = Status();
+    return st;
+  }
+  PERMFS_RETURN_IF_ERROR(PromoteLocked(n, false));
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->SetAttr(node, req));
+  n->mode = a.mode;
+  n->size = a.size;
+  n->mtime_ns = a.mtime_ns;
+  n->attrs_loaded = true;
+  return a;
+}
+
+Result<std::string> PlatformShell::getxattr(NodeId node, const std::string& name) noexcept {
+  return fs_->GetXattr(node, name);
+}
+Status PlatformShell::setxattr(NodeId node, const std::string& name, const std::string& value,
+                               std::uint32_t flags) noexcept {
+  return fs_->SetXattr(node, name, value, flags);
+}
+Result<std::vector<std::string>> PlatformShell::listxattr(NodeId node) noexcept {
+  return fs_->ListXattr(node);
+}
+Status PlatformShell::removexattr(NodeId node, const std::string& name) noexcept {
+  return fs_->RemoveXattr(node, name);
+}
+Result<fs::StatfsInfo> PlatformShell::statfs() noexcept { return fs_->Statfs(); }
+
+Status PlatformShell::fallocate(NodeId node, std::uint32_t mode, std::uint64_t off,
+                                std::uint64_t len) noexcept {
+  PERMFS_PIN(n, node, true);
+  MutexLock l(&n->mu);
+  PERMFS_RETURN_IF_ERROR(PromoteLocked(n, false));
+  PERMFS_RETURN_IF_ERROR(fs_->Fallocate(node, mode, off, len));
+  n->attrs_loaded = false;
+  return LoadNodeAttrs(n);
+}
+
+Result<std::uint64_t> PlatformShell::lseek(NodeId node, std::uint64_t off, int whence) noexcept {
+  PERMFS_PIN(n, node, true);
+  MutexLock l(&n->mu);
+  PERMFS_RETURN_IF_ERROR(PromoteLocked(n, false));
+  if (whence == 3) return fs_->SeekData(node, off);
+  if (whence == 4) return fs_->SeekHole(node, off);
+  return Status::InvalidArgument("lseek whence must be SEEK_DATA or SEEK_HOLE");
+}
+
+// ---- Host duties ---------------------------------------------------------------------------
+
+Status PlatformShell::Tick() noexcept {
+  std::vector<NodeId> ids;
+  {
+    MutexLock l(&table_mu_);
+    nodes_.ForEach([&](const NodeId& id, Node*& n) {
+      if (n->dirty_count.load() > 0) ids.push_back(id);
+    });
+  }
+  for (NodeId id : ids) {
+    PERMFS_PIN(n, id, false);
+    if (!n) continue;
+    MutexLock l(&n->mu);
+    std::uint64_t before = n->dirty_count.load();
+    PromoteLocked(n, true).IgnoreError();  // kept as the node's deferred error
+    if (n->dirty_count.load() < before) idle_promotions_.fetch_add(1, std::memory_order_relaxed);
+  }
+  return fs_->volume()->meta()->Tick(opt_.commit_interval_ns);
+}
+
+Status PlatformShell::SyncAll() noexcept {
+  std::vector<NodeId> ids;
+  {
+    MutexLock l(&table_mu_);
+    nodes_.ForEach([&](const NodeId& id, Node*&) { ids.push_back(id); });
+  }
+  Status first;
+  for (NodeId id : ids) {
+    PERMFS_PIN(n, id, false);
+    if (!n) continue;
+    MutexLock l(&n->mu);
+    Status st = PromoteLocked(n, false);
+    if (first.ok() && !st.ok()) first = st;
+  }
+  Status st = fs_->Sync();
+  return first.ok() ? st : first;
+}
+
+ShellStats PlatformShell::stats() const noexcept {
+  ShellStats s;
+  s.dirty_bytes = dirty_bytes_.load();
+  s.dirty_records = dirty_records_.load();
+  s.promotions = promotions_.load();
+  s.promoted_bytes = promoted_bytes_.load();
+  s.budget_promotions = budget_promotions_.load();
+  s.idle_promotions = idle_promotions_.load();
+  MutexLock l(&table_mu_);
+  s.nodes = nodes_.size();
+  return s;
+}
+
+}  // namespace permfs::shell

@@ -1,0 +1,164 @@
+// PlatformShell: the one seam every platform adapter (FUSE today; a kernel VFS, FSKit or ProjFS
+// later) talks to. Node ids are inode numbers (1 = root); open-file state is keyed by node id,
+// never by path.
+//
+// The hot tier. write() puts bytes into dirty records of that node, in memory, visible to
+// read() and attrs() at once. They are promoted — turned into chunks, with the chunk map and
+// inode committed in one transaction — by:
+//   flush()   (every close of a file descriptor),
+//   fsync()   (then waits until the transaction is durable),
+//   release() (last close of an open; also retires the open state and, for an unlinked file,
+//              reclaims it once nothing refers to it),
+//   Tick()    (records idle for longer than idle_flush_ns), and
+//   the memory budget (a write that takes the hot tier past budget_bytes promotes first),
+// so memory stays bounded whatever the workload. A promotion that fails (no space, I/O error)
+// keeps the dirty data and reports the error at the next write/flush/fsync of that node.
+//
+// Per-call contracts (errors are Status values; ToErrno() gives the errno):
+//   lookup(parent, name)         -> attributes; +1 lookup reference on the node (see forget)
+//   forget(node, n)              -> drops n lookup references
+//   attrs(node)                  -> attributes including unpromoted size/mtime
+//   read(node, off, buf)         -> bytes read (short at EOF); dirty data included
+//   write(node, off, data)       -> all bytes accepted or an error (EFBIG, ENOSPC deferred, ...)
+//   enumerate(dir, cookie, fn)   -> entries after cookie (paged: fn returns false to stop)
+//   invalidate(node)             -> forgets cached identity and tells the adapter (its callback
+//                                   runs on the calling thread with no shell lock held)
+//   flush(node) / release(node) / fsync(node, datasync)
+//   open(node) / opendir(node)   -> +1 open count (release/releasedir drop it)
+//   create/mkdir/mknod/symlink/link/unlink/rmdir/rename/setattr/readlink, xattr get/set/list/
+//   remove, statfs, fallocate, lseek (data/hole): as fs::Filesystem, with the hot tier folded in.
+//
+// Thread-safety: every call may run concurrently from any thread. Lock order: shell table lock
+// (short, never held across a call into fs) -> node lock -> fs inode stripe -> metadata lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fs/filesystem.h"
+#include "util/hash_map.h"
+#include "util/sync.h"
+
+namespace permfs::shell {
+
+using NodeId = std::uint64_t;
+using fs::InodeRecord;
+
+struct ShellOptions {
+  std::uint64_t budget_bytes = 256ull << 20;   // hot-tier memory budget
+  std::uint64_t idle_flush_ns = 5000000000ull;  // promote records idle this long
+  std::uint64_t commit_interval_ns = 5000000000ull;  // journal commit age for Tick()
+  bool sync_writes = false;                     // mount -o sync: every write promotes + syncs
+};
+
+struct ShellStats {
+  std::uint64_t dirty_bytes = 0;
+  std::uint64_t dirty_records = 0;
+  std::uint64_t promotions = 0;
+  std::uint64_t promoted_bytes = 0;
+  std::uint64_t budget_promotions = 0;
+  std::uint64_t idle_promotions = 0;
+  std::uint64_t nodes = 0;
+};
+
+// Told when cached kernel state for a node (or a name in a directory) must be dropped.
+class InvalidationSink {
+ public:
+  virtual void InvalidateNode(NodeId node) noexcept = 0;
+  virtual void InvalidateEntry(NodeId parent, const std::string& name) noexcept = 0;
+
+ protected:
+  ~InvalidationSink() = default;
+};
+
+class PlatformShell {
+ public:
+  PlatformShell(fs::Filesystem* fs, const ShellOptions& opt) noexcept;
+  ~PlatformShell();
+  PlatformShell(const PlatformShell&) = delete;
+  PlatformShell& operator=(const PlatformShell&) = delete;
+
+  void set_invalidation_sink(InvalidationSink* s) noexcept { sink_ = s; }
+  fs::Filesystem* filesystem() const noexcept { return fs_; }
+
+  // ---- The seam ------------------------------------------------------------------------
+  Result<InodeRecord> lookup(NodeId parent, const std::string& name) noexcept;
+  void forget(NodeId node, std::uint64_t nlookup) noexcept;
+  Result<InodeRecord> attrs(NodeId node) noexcept;
+  Result<std::size_t> read(NodeId node, std::uint64_t off, std::size_t len,
+                           std::uint8_t* buf) noexcept;
+  Status write(NodeId node, std::uint64_t off, const std::uint8_t* data, std::size_t len) noexcept;
+  Status enumerate(NodeId dir, std::uint64_t cookie, fs::DirFn fn, void* ctx) noexcept;
+  void invalidate(NodeId node) noexcept;
+  Status flush(NodeId node) noexcept;
+  Status release(NodeId node) noexcept;
+  Status fsync(NodeId node, bool datasync) noexcept;
+
+  // ---- Namespace calls -----------------------------------------------------------------
+  Status open(NodeId node) noexcept;
+  Status opendir(NodeId node) noexcept;
+  Status releasedir(NodeId node) noexcept;
+  // Creates and opens (+1 lookup, +1 open). exclusive = O_EXCL semantics (check-then-act under
+  // one transaction).
+  Result<InodeRecord> create(NodeId parent, const std::string& name, std::uint32_t mode,
+                             const fs::Credentials& cred, bool exclusive) noexcept;
+  Result<InodeRecord> mknod(NodeId parent, const std::string& name, std::uint32_t mode,
+                            std::uint64_t rdev, const fs::Credentials& cred) noexcept;
+  Result<InodeRecord> mkdir(NodeId parent, const std::string& name, std::uint32_t mode,
+                            const fs::Credentials& cred) noexcept;
+  Result<InodeRecord> symlink(NodeId parent, const std::string& name, const std::string& target,
+                              const fs::Credentials& cred) noexcept;
+  Result<std::string> readlink(NodeId node) noexcept;
+  Result<InodeRecord> link(NodeId node, NodeId new_parent, const std::string& new_name) noexcept;
+  Status unlink(NodeId parent, const std::string& name) noexcept;
+  Status rmdir(NodeId parent, const std::string& name) noexcept;
+  Status rename(NodeId old_parent, const std::string& old_name, NodeId new_parent,
+                const std::string& new_name, std::uint32_t flags) noexcept;
+  Result<InodeRecord> setattr(NodeId node, const fs::SetAttrRequest& req) noexcept;
+  Result<std::string> getxattr(NodeId node, const std::string& name) noexcept;
+  Status setxattr(NodeId node, const std::string& name, const std::string& value,
+                  std::uint32_t flags) noexcept;
+  Result<std::vector<std::string>> listxattr(NodeId node) noexcept;
+  Status removexattr(NodeId node, const std::string& name) noexcept;
+  Result<fs::StatfsInfo> statfs() noexcept;
+  Status fallocate(NodeId node, std::uint32_t mode, std::uint64_t off, std::uint64_t len) noexcept;
+  // whence: 3 = SEEK_DATA, 4 = SEEK_HOLE (Linux values).
+  Result<std::uint64_t> lseek(NodeId node, std::uint64_t off, int whence) noexcept;
+
+  // ---- Host duties ---------------------------------------------------------------------
+  // Idle promotion and periodic journal commit; the host calls it about once a second.
+  Status Tick() noexcept;
+  // Promotes everything, reclaims unlinked nodes with no users, and makes it all durable.
+  Status SyncAll() noexcept;
+  ShellStats stats() const noexcept;
+
+ private:
+  struct Record;
+  struct Node;
+
+  Node* GetNode(NodeId id, bool create) noexcept;
+  void MaybeDropNode(NodeId id) noexcept;
+  Status LoadNodeAttrs(Node* n) noexcept;            // node lock held
+  Status PromoteLocked(Node* n, bool idle_only) noexcept;  // node lock held
+  Status ReclaimIfUnused(NodeId id) noexcept;
+  void NoteOrphan(std::uint64_t ino) noexcept;
+  Status OverBudget(Node* current) noexcept;
+
+  fs::Filesystem* fs_;
+  const ShellOptions opt_;
+  const std::uint32_t rs_;
+  InvalidationSink* sink_ = nullptr;
+
+  mutable Mutex table_mu_;
+  HashMap<NodeId, Node*> nodes_ PERMFS_GUARDED_BY(table_mu_);
+
+  std::atomic<std::uint64_t> dirty_bytes_{0};
+  std::atomic<std::uint64_t> dirty_records_{0};
+  std::atomic<std::uint64_t> promotions_{0}, promoted_bytes_{0}, budget_promotions_{0},
+      idle_promotions_{0};
+  std::uint64_t last_commit_check_ns_ = 0;
+};
+
+}  // namespace permfs::shell

@@ -1,0 +1,173 @@
+#include <map>
+
+#include "fs/filesystem.h"
+#include "fs_fixture.h"
+
+namespace permfs::fs::test {
+namespace {
+
+int Errno(const Status& s) { return s.ToErrno(); }
+
+TEST_F(FsFixture, CreateLookupReadWriteRemount) {
+  Make();
+  auto f = fs_->Create(kRootIno, "hello.txt", 0644, 0, cred_);
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_GT(f->ino, kRootIno);
+  EXPECT_EQ(f->uid, 1000u);
+  ASSERT_TRUE(WriteStr(f->ino, 0, "hello, world").ok());
+  EXPECT_EQ(ReadAll(f->ino), "hello, world");
+  ASSERT_TRUE(WriteStr(f->ino, 7, "PermFS!").ok());
+  EXPECT_EQ(ReadAll(f->ino), "hello, PermFS!");
+  Remount();
+  auto l = fs_->Lookup(kRootIno, "hello.txt");
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->ino, f->ino);
+  EXPECT_EQ(ReadAll(l->ino), "hello, PermFS!");
+}
+
+TEST_F(FsFixture, ErrnoPaths) {
+  Make();
+  auto d = fs_->Mkdir(kRootIno, "d", 0755, cred_);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(Errno(fs_->Mkdir(kRootIno, "d", 0755, cred_).status()), 17);       // EEXIST
+  EXPECT_EQ(Errno(fs_->Lookup(kRootIno, "nope").status()), 2);                 // ENOENT
+  EXPECT_EQ(Errno(fs_->Lookup(kRootIno, std::string(256, 'x')).status()), 36);  // ENAMETOOLONG
+  EXPECT_EQ(Errno(fs_->Create(kRootIno, std::string(256, 'x'), 0644, 0, cred_).status()), 36);
+  auto f = fs_->Create(d->ino, "f", 0644, 0, cred_);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(Errno(fs_->Lookup(f->ino, "x").status()), 20);                 // ENOTDIR
+  EXPECT_EQ(Errno(fs_->Rmdir(kRootIno, "d")), 39);                          // ENOTEMPTY
+  EXPECT_EQ(Errno(fs_->Unlink(kRootIno, "d", nullptr)), 21);                // EISDIR
+  EXPECT_EQ(Errno(fs_->Rmdir(d->ino, "f")), 20);                            // ENOTDIR
+  EXPECT_EQ(Errno(fs_->Link(d->ino, kRootIno, "dl").status()), 1);         // EPERM
+  EXPECT_EQ(Errno(fs_->Rename(kRootIno, "d", d->ino, "sub", 0, nullptr)), 22);  // EINVAL loop
+  EXPECT_EQ(Errno(fs_->GetXattr(f->ino, "user.none").status()), 61);       // ENODATA
+  EXPECT_EQ(Errno(fs_->Read(d->ino, 0, 10, nullptr).status()), 21);        // EISDIR
+}
+
+TEST_F(FsFixture, DirectoryLinkCountsAndRename) {
+  Make();
+  auto a = fs_->Mkdir(kRootIno, "a", 0755, cred_);
+  auto b = fs_->Mkdir(kRootIno, "b", 0755, cred_);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(fs_->GetAttr(kRootIno)->nlink, 4u);
+  auto c = fs_->Mkdir(a->ino, "c", 0755, cred_);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(fs_->GetAttr(a->ino)->nlink, 3u);
+  ASSERT_TRUE(fs_->Rename(a->ino, "c", b->ino, "c2", 0, nullptr).ok());
+  EXPECT_EQ(fs_->GetAttr(a->ino)->nlink, 2u);
+  EXPECT_EQ(fs_->GetAttr(b->ino)->nlink, 3u);
+  EXPECT_EQ(fs_->Lookup(c->ino, "..")->ino, b->ino);
+  // Exchange a file and a directory.
+  auto f = fs_->Create(kRootIno, "f", 0644, 0, cred_);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(fs_->Rename(kRootIno, "f", b->ino, "c2", kRenameExchange, nullptr).ok());
+  EXPECT_EQ(fs_->Lookup(kRootIno, "f")->ino, c->ino);
+  EXPECT_EQ(fs_->Lookup(b->ino, "c2")->ino, f->ino);
+  EXPECT_EQ(fs_->GetAttr(kRootIno)->nlink, 5u);
+  EXPECT_EQ(fs_->GetAttr(b->ino)->nlink, 2u);
+  EXPECT_EQ(Errno(fs_->Rename(kRootIno, "a", kRootIno, "b", kRenameNoReplace, nullptr)), 17);
+  Remount();
+  EXPECT_EQ(fs_->GetAttr(kRootIno)->nlink, 5u);
+}
+
+TEST_F(FsFixture, UnlinkReclaimsSpaceAndHardLinks) {
+  Make();
+  auto before = vol_->allocator()->stats();
+  auto f = fs_->Create(kRootIno, "big", 0644, 0, cred_);
+  ASSERT_TRUE(f.ok());
+  std::string data(1 << 20, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 4096);
+  ASSERT_TRUE(WriteStr(f->ino, 0, data).ok());
+  ASSERT_TRUE(fs_->Link(f->ino, kRootIno, "big2").ok());
+  EXPECT_EQ(fs_->GetAttr(f->ino)->nlink, 2u);
+  UnlinkOutcome o;
+  ASSERT_TRUE(fs_->Unlink(kRootIno, "big", &o).ok());
+  EXPECT_EQ(o.orphan, 0u);
+  EXPECT_EQ(ReadAll(f->ino), data);
+  ASSERT_TRUE(fs_->Unlink(kRootIno, "big2", &o).ok());
+  EXPECT_EQ(o.orphan, f->ino);
+  ASSERT_TRUE(fs_->Reclaim(o.orphan).ok());
+  EXPECT_EQ(Errno(fs_->GetAttr(f->ino).status()), 2);
+  ASSERT_TRUE(vol_->meta()->SyncAndCheckpoint().ok());
+  auto after = vol_->allocator()->stats();
+  // All data blocks came back; metadata may keep a few tree nodes.
+  EXPECT_LE(before.free_blocks - after.free_blocks, 8u);
+}
+
+TEST_F(FsFixture, TruncateSparseSeekAndPunch) {
+  Make();
+  auto f = fs_->Create(kRootIno, "s", 0644, 0, cred_);
+  ASSERT_TRUE(f.ok());
+  const std::uint64_t rs = fs_->record_size();
+  ASSERT_TRUE(WriteStr(f->ino, 10 * rs + 5, "tail").ok());
+  EXPECT_EQ(fs_->GetAttr(f->ino)->size, 10 * rs + 9);
+  EXPECT_EQ(*fs_->SeekData(f->ino, 0), 10 * rs);
+  EXPECT_EQ(*fs_->SeekHole(f->ino, 0), 0u);
+  EXPECT_EQ(*fs_->SeekHole(f->ino, 10 * rs), 10 * rs + 9);
+  std::string s = ReadAll(f->ino);
+  EXPECT_EQ(s.substr(10 * rs + 5), "tail");
+  EXPECT_EQ(s.substr(0, 10 * rs + 5), std::string(10 * rs + 5, '\0'));
+  // Shrink into the record, then grow: the cut bytes must read as zeros.
+  ASSERT_TRUE(fs_->Truncate(f->ino, 10 * rs + 6).ok());
+  ASSERT_TRUE(fs_->Truncate(f->ino, 10 * rs + 20).ok());
+  s = ReadAll(f->ino);
+  EXPECT_EQ(s.substr(10 * rs + 5), std::string("t") + std::string(14, '\0'));
+  // Punch the middle of a data run.
+  ASSERT_TRUE(WriteStr(f->ino, 0, std::string(3 * rs, 'x')).ok());
+  ASSERT_TRUE(fs_->Fallocate(f->ino, kFallocPunchHole | kFallocKeepSize, 100, rs + 50).ok());
+  s = ReadAll(f->ino);
+  EXPECT_EQ(s.substr(0, 100), std::string(100, 'x'));
+  EXPECT_EQ(s.substr(100, rs + 50), std::string(rs + 50, '\0'));
+  EXPECT_EQ(s.substr(rs + 150, rs), std::string(rs, 'x'));
+  EXPECT_EQ(fs_->GetAttr(f->ino)->size, 10 * rs + 20);
+  Remount();
+  EXPECT_EQ(ReadAll(f->ino), s);
+}
+
+TEST_F(FsFixture, SymlinksXattrsAndReadDir) {
+  Make();
+  std::string target(3000, 'p');
+  auto l = fs_->Symlink(kRootIno, "ln", target, cred_);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(*fs_->Readlink(l->ino), target);
+  auto f = fs_->Create(kRootIno, "x", 0644, 0, cred_);
+  std::string big(65536, 'v');
+  ASSERT_TRUE(fs_->SetXattr(f->ino, "user.big", big, 0).ok());
+  ASSERT_TRUE(fs_->SetXattr(f->ino, "user.small", "1", kXattrCreate).ok());
+  EXPECT_EQ(Errno(fs_->SetXattr(f->ino, "user.small", "2", kXattrCreate)), 17);
+  EXPECT_EQ(Errno(fs_->SetXattr(f->ino, "user.none", "2", kXattrReplace)), 61);
+  EXPECT_EQ(Errno(fs_->SetXattr(f->ino, "user.huge", std::string(65537, 'x'), 0)), 7);
+  EXPECT_EQ(Errno(fs_->SetXattr(f->ino, "bogus.ns", "x", 0)), 95);
+  EXPECT_EQ(*fs_->GetXattr(f->ino, "user.big"), big);
+  EXPECT_EQ(fs_->ListXattr(f->ino)->size(), 2u);
+  ASSERT_TRUE(fs_->RemoveXattr(f->ino, "user.big").ok());
+  EXPECT_EQ(fs_->ListXattr(f->ino)->size(), 1u);
+  for (int i = 0; i < 500; ++i) ASSERT_TRUE(fs_->Create(kRootIno, "f" + std::to_string(i), 0644, 0, cred_).ok());
+  // Paged readdir: resume from every cookie.
+  std::map<std::string, int> seen;
+  std::uint64_t cookie = 0;
+  for (;;) {
+    struct Ctx {
+      std::map<std::string, int>* seen;
+      std::uint64_t last;
+      int n;
+    } c{&seen, cookie, 0};
+    ASSERT_TRUE(fs_->ReadDir(kRootIno, cookie,
+                             [](void* p, const DirEntry& e, std::uint64_t next) {
+                               auto* c = static_cast<Ctx*>(p);
+                               (*c->seen)[e.name]++;
+                               c->last = next;
+                               return ++c->n < 37;
+                             },
+                             &c)
+                    .ok());
+    if (c.n == 0) break;
+    cookie = c.last;
+  }
+  EXPECT_EQ(seen.size(), 502u);
+  for (auto& [name, count] : seen) EXPECT_EQ(count, 1) << name;
+}
+
+}  // namespace
+}  // namespace permfs::fs::test

@@ -1,0 +1,756 @@
+#define FUSE_USE_VERSION 312
+
+#include "fuse/fuse_adapter.h"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fs/filesystem.h"
+#include "hosted/log_sink.h"
+#include "hosted/open_device.h"
+#include "shell/platform_shell.h"
+#include "volume/volume.h"
+
+namespace permfs::fuse {
+namespace {
+
+using shell::PlatformShell;
+
+struct MountState;
+
+// Sends kernel cache invalidations from its own thread, never from a thread holding shell locks.
+class Invalidator final : public shell::InvalidationSink {
+ public:
+  void Start(fuse_session* se) {
+    se_ = se;
+    thread_ = std::thread([this] { Run(); });
+  }
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  void InvalidateNode(shell::NodeId node) noexcept override { Push({node, std::string()}); }
+  void InvalidateEntry(shell::NodeId parent, const std::string& name) noexcept override {
+    Push({parent, name});
+  }
+
+ private:
+  struct Item {
+    std::uint64_t node;
+    std::string name;
+  };
+  void Push(Item it) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      q_.push_back(std::move(it));
+    }
+    cv_.notify_one();
+  }
+  void Run() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      cv_.wait(l, [this] { return stop_ || !q_.empty(); });
+      if (q_.empty() && stop_) return;
+      Item it = std::move(q_.front());
+      q_.pop_front();
+      l.unlock();
+      if (it.name.empty()) fuse_lowlevel_notify_inval_inode(se_, it.node, 0, 0);
+      else fuse_lowlevel_notify_inval_entry(se_, it.node, it.name.data(), it.name.size());
+      l.lock();
+    }
+  }
+  fuse_session* se_ = nullptr;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> q_;
+  bool stop_ = false;
+};
+
+struct MountState {
+  PlatformShell* shell = nullptr;
+  fs::Filesystem* fs = nullptr;
+  double timeout = 1.0;
+  bool read_only = false;
+  bool writeback = true;
+  std::uint32_t block_size = 4096;
+};
+
+MountState* State(fuse_req_t req) { return static_cast<MountState*>(fuse_req_userdata(req)); }
+
+void ReplyErr(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok() ? 0 : st.ToErrno()); }
+
+void FillStat(const fs::InodeRecord& in, std::uint32_t bs, struct stat* st) {
+  memset(st, 0, sizeof *st);
+  st->st_ino = in.ino;
+  st->st_mode = in.mode;
+  st->st_nlink = in.nlink;
+  st->st_uid = in.uid;
+  st->st_gid = in.gid;
+  st->st_rdev = in.rdev;
+  st->st_size = static_cast<off_t>(in.size);
+  st->st_blksize = bs;
+  st->st_blocks = static_cast<blkcnt_t>((in.data_bytes + 511) / 512);
+  auto to_ts = [](std::int64_t ns) {
+    timespec ts;
+    std::int64_t sec = ns / 1000000000;
+    std::int64_t rem = ns % 1000000000;
+    if (rem < 0) {
+      rem += 1000000000;
+      sec -= 1;
+    }
+    ts.tv_sec = static_cast<time_t>(sec);
+    ts.tv_nsec = static_cast<long>(rem);
+    return ts;
+  };
+  st->st_atim = to_ts(in.atime_ns);
+  st->st_mtim = to_ts(in.mtime_ns);
+  st->st_ctim = to_ts(in.ctime_ns);
+}
+
+std::int64_t TsToNs(const timespec& ts) {
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000ll + ts.tv_nsec;
+}
+
+void FillEntry(MountState* m, const fs::InodeRecord& in, fuse_entry_param* e) {
+  memset(e, 0, sizeof *e);
+  e->ino = in.ino;
+  e->generation = in.generation;
+  FillStat(in, m->block_size, &e->attr);
+  e->attr_timeout = m->timeout;
+  e->entry_timeout = m->timeout;
+}
+
+void ReplyEntry(fuse_req_t req, const Result<fs::InodeRecord>& r) {
+  if (!r.ok()) return ReplyErr(req, r.status());
+  fuse_entry_param e;
+  FillEntry(State(req), *r, &e);
+  if (fuse_reply_entry(req, &e) != 0) State(req)->shell->forget(r->ino, 1);
+}
+
+fs::Credentials Creds(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return fs::Credentials{c->uid, c->gid};
+}
+
+bool ReadOnlyReply(fuse_req_t req) {
+  if (!State(req)->read_only) return false;
+  fuse_reply_err(req, EROFS);
+  return true;
+}
+
+// ---- Operations ----------------------------------------------------------------------------
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  auto* m = static_cast<MountState*>(userdata);
+  auto want = [conn](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  want(FUSE_CAP_ASYNC_READ);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_POSIX_ACL);
+  want(FUSE_CAP_CACHE_SYMLINKS);
+  want(FUSE_CAP_ASYNC_DIO);
+  if (m->writeback && !m->read_only) want(FUSE_CAP_WRITEBACK_CACHE);
+  // Locks: the kernel's local lock manager implements fcntl/OFD/flock semantics.
+  conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  conn->max_write = 1u << 20;
+  conn->max_readahead = 1u << 20;
+  conn->time_gran = 1;
+}
+
+void OpDestroy(void* userdata) {
+  auto* m = static_cast<MountState*>(userdata);
+  m->shell->SyncAll().IgnoreError();
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ReplyEntry(req, State(req)->shell->lookup(parent, name));
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  State(req)->shell->forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) State(req)->shell->forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  auto r = State(req)->shell->attrs(ino);
+  if (!r.ok()) return ReplyErr(req, r.status());
+  struct stat st;
+  FillStat(*r, State(req)->block_size, &st);
+  fuse_reply_attr(req, &st, State(req)->timeout);
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  if (ReadOnlyReply(req)) return;
+  fs::SetAttrRequest r;
+  const std::int64_t now = TsToNs([] {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts;
+  }());
+  if (to_set & FUSE_SET_ATTR_MODE) r.mask |= fs::kSetMode, r.mode = attr->st_mode;
+  if (to_set & FUSE_SET_ATTR_UID) r.mask |= fs::kSetUid, r.uid = attr->st_uid;
+  if (to_set & FUSE_SET_ATTR_GID) r.mask |= fs::kSetGid, r.gid = attr->st_gid;
+  if (to_set & FUSE_SET_ATTR_SIZE) r.mask |= fs::kSetSize, r.size = static_cast<std::uint64_t>(attr->st_size);
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) r.mask |= fs::kSetAtime, r.atime_ns = now;
+  else if (to_set & FUSE_SET_ATTR_ATIME) r.mask |= fs::kSetAtime, r.atime_ns = TsToNs(attr->st_atim);
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) r.mask |= fs::kSetMtime, r.mtime_ns = now;
+  else if (to_set & FUSE_SET_ATTR_MTIME) r.mask |= fs::kSetMtime, r.mtime_ns = TsToNs(attr->st_mtim);
+  if (to_set & FUSE_SET_ATTR_CTIME) r.mask |= fs::kSetCtime, r.ctime_ns = TsToNs(attr->st_ctim);
+  if ((to_set & FUSE_SET_ATTR_SIZE) && !(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
+    r.mask |= fs::kSetMtime, r.mtime_ns = now;
+  auto res = State(req)->shell->setattr(ino, r);
+  if (!res.ok()) return ReplyErr(req, res.status());
+  struct stat st;
+  FillStat(*res, State(req)->block_size, &st);
+  fuse_reply_attr(req, &st, State(req)->timeout);
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  auto r = State(req)->shell->readlink(ino);
+  if (!r.ok()) return ReplyErr(req, r.status());
+  fuse_reply_readlink(req, r->c_str());
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  if (ReadOnlyReply(req)) return;
+  auto* s = State(req)->shell;
+  if (S_ISDIR(mode)) return ReplyEntry(req, s->mkdir(parent, name, mode, Creds(req)));
+  ReplyEntry(req, s->mknod(parent, name, mode, rdev, Creds(req)));
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  if (ReadOnlyReply(req)) return;
+  ReplyEntry(req, State(req)->shell->mkdir(parent, name, mode, Creds(req)));
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (ReadOnlyReply(req)) return;
+  ReplyErr(req, State(req)->shell->unlink(parent, name));
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (ReadOnlyReply(req)) return;
+  ReplyErr(req, State(req)->shell->rmdir(parent, name));
+}
+
+void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  if (ReadOnlyReply(req)) return;
+  ReplyEntry(req, State(req)->shell->symlink(parent, name, link, Creds(req)));
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
+  if (ReadOnlyReply(req)) return;
+  std::uint32_t f = 0;
+  if (flags & RENAME_NOREPLACE) f |= fs::kRenameNoReplace;
+  if (flags & RENAME_EXCHANGE) f |= fs::kRenameExchange;
+  if (flags & RENAME_WHITEOUT) f |= fs::kRenameWhiteout;
+  ReplyErr(req, State(req)->shell->rename(parent, name, newparent, newname, f));
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  if (ReadOnlyReply(req)) return;
+  ReplyEntry(req, State(req)->shell->link(ino, newparent, newname));
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (State(req)->read_only && (fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
+  Status st = State(req)->shell->open(ino);
+  if (!st.ok()) return ReplyErr(req, st);
+  if (fi->flags & O_DIRECT) fi->direct_io = 1;
+  else fi->keep_cache = 1;
+  if (fuse_reply_open(req, fi) != 0) State(req)->shell->release(ino).IgnoreError();
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
+  if (ReadOnlyReply(req)) return;
+  auto* m = State(req);
+  auto r = m->shell->create(parent, name, mode, Creds(req), (fi->flags & O_EXCL) != 0);
+  if (!r.ok()) return ReplyErr(req, r.status());
+  fuse_entry_param e;
+  FillEntry(m, *r, &e);
+  if (fi->flags & O_DIRECT) fi->direct_io = 1;
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    m->shell->release(r->ino).IgnoreError();
+    m->shell->forget(r->ino, 1);
+  }
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  std::vector<std::uint8_t> buf(size);
+  auto r = State(req)->shell->read(ino, static_cast<std::uint64_t>(off), size, buf.data());
+  if (!r.ok()) return ReplyErr(req, r.status());
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *r);
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+             fuse_file_info*) {
+  if (ReadOnlyReply(req)) return;
+  Status st = State(req)->shell->write(ino, static_cast<std::uint64_t>(off),
+                                       reinterpret_cast<const std::uint8_t*>(buf), size);
+  if (!st.ok()) return ReplyErr(req, st);
+  fuse_reply_write(req, size);
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  ReplyErr(req, State(req)->shell->flush(ino));
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  ReplyErr(req, State(req)->shell->release(ino));
+}
+
+void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  ReplyErr(req, State(req)->shell->fsync(ino, datasync != 0));
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Status st = State(req)->shell->opendir(ino);
+  if (!st.ok()) return ReplyErr(req, st);
+  fi->cache_readdir = 0;
+  fuse_reply_open(req, fi);
+}
+
+void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  auto* m = State(req);
+  std::vector<char> buf(size);
+  size_t pos = 0;
+  auto add = [&](const char* name, const fs::InodeRecord* in, std::uint64_t ino_num,
+                 std::uint32_t mode, off_t next) -> bool {
+    size_t need;
+    if (plus) {
+      fuse_entry_param e;
+      memset(&e, 0, sizeof e);
+      if (in) FillEntry(m, *in, &e);
+      else e.attr.st_ino = ino_num, e.attr.st_mode = mode;
+      need = fuse_add_direntry_plus(req, buf.data() + pos, size - pos, name, &e, next);
+    } else {
+      struct stat st;
+      memset(&st, 0, sizeof st);
+      st.st_ino = ino_num;
+      st.st_mode = mode;
+      need = fuse_add_direntry(req, buf.data() + pos, size - pos, name, &st, next);
+    }
+    if (need > size - pos) return false;
+    pos += need;
+    return true;
+  };
+  auto self = m->shell->attrs(ino);
+  if (!self.ok()) return ReplyErr(req, self.status());
+  if (off < 1) {
+    if (!add(".", nullptr, ino, S_IFDIR, 1)) return (void)fuse_reply_buf(req, buf.data(), pos);
+  }
+  if (off < 2) {
+    if (!add("..", nullptr, self->parent ? self->parent : ino, S_IFDIR, 2))
+      return (void)fuse_reply_buf(req, buf.data(), pos);
+  }
+  // Collect a page of entries first (the shell holds a read lock while enumerating), then add.
+  struct Item {
+    fs::DirEntry e;
+    std::uint64_t next;
+  };
+  std::vector<Item> items;
+  const std::size_t want = size / 32 + 2;
+  struct Ctx {
+    std::vector<Item>* items;
+    std::size_t want;
+  } c{&items, want};
+  Status st = m->shell->enumerate(
+      ino, off >= 16 ? static_cast<std::uint64_t>(off) : 0,
+      [](void* p, const fs::DirEntry& e, std::uint64_t next) {
+        auto* c = static_cast<Ctx*>(p);
+        c->items->push_back(Item{e, next});
+        return c->items->size() < c->want;
+      },
+      &c);
+  if (!st.ok() && pos == 0) return ReplyErr(req, st);
+  for (const Item& it : items) {
+    if (plus) {
+      auto r = m->shell->lookup(ino, it.e.name);
+      if (!r.ok()) continue;  // removed meanwhile
+      if (!add(it.e.name.c_str(), &*r, r->ino, r->mode, static_cast<off_t>(it.next))) {
+        m->shell->forget(r->ino, 1);
+        break;
+      }
+    } else if (!add(it.e.name.c_str(), nullptr, it.e.ino, static_cast<std::uint32_t>(it.e.type) << 12,
+                    static_cast<off_t>(it.next))) {
+      break;
+    }
+  }
+  fuse_reply_buf(req, buf.data(), pos);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ReadDirCommon(req, ino, size, off, false);
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ReadDirCommon(req, ino, size, off, true);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  ReplyErr(req, State(req)->shell->releasedir(ino));
+}
+
+void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  ReplyErr(req, State(req)->fs->Sync());
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  auto r = State(req)->shell->statfs();
+  if (!r.ok()) return ReplyErr(req, r.status());
+  struct statvfs s;
+  memset(&s, 0, sizeof s);
+  s.f_bsize = r->block_size;
+  s.f_frsize = r->block_size;
+  s.f_blocks = r->total_blocks;
+  s.f_bfree = r->free_blocks;
+  s.f_bavail = r->available_blocks;
+  s.f_files = r->total_inodes;
+  s.f_ffree = r->free_inodes;
+  s.f_favail = r->free_inodes;
+  s.f_namemax = r->max_name_len;
+  fuse_reply_statfs(req, &s);
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags) {
+  if (ReadOnlyReply(req)) return;
+  std::uint32_t f = 0;
+  if (flags & XATTR_CREATE) f |= fs::kXattrCreate;
+  if (flags & XATTR_REPLACE) f |= fs::kXattrReplace;
+  ReplyErr(req, State(req)->shell->setxattr(ino, name, std::string(value, size), f));
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  auto r = State(req)->shell->getxattr(ino, name);
+  if (!r.ok()) return ReplyErr(req, r.status());
+  if (size == 0) return (void)fuse_reply_xattr(req, r->size());
+  if (r->size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, r->data(), r->size());
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  auto r = State(req)->shell->listxattr(ino);
+  if (!r.ok()) return ReplyErr(req, r.status());
+  std::string out;
+  for (const std::string& n : *r) {
+    out += n;
+    out.push_back('\0');
+  }
+  if (size == 0) return (void)fuse_reply_xattr(req, out.size());
+  if (out.size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, out.data(), out.size());
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  if (ReadOnlyReply(req)) return;
+  ReplyErr(req, State(req)->shell->removexattr(ino, name));
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info*) {
+  if (ReadOnlyReply(req)) return;
+  if (off < 0 || len <= 0) return (void)fuse_reply_err(req, EINVAL);
+  ReplyErr(req, State(req)->shell->fallocate(ino, static_cast<std::uint32_t>(mode),
+                                             static_cast<std::uint64_t>(off),
+                                             static_cast<std::uint64_t>(len)));
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+  auto r = State(req)->shell->lseek(ino, static_cast<std::uint64_t>(off), whence);
+  if (!r.ok()) return ReplyErr(req, r.status());
+  fuse_reply_lseek(req, static_cast<off_t>(*r));
+}
+
+fuse_lowlevel_ops MakeOps() {
+  fuse_lowlevel_ops o;
+  memset(&o, 0, sizeof o);
+  o.init = OpInit;
+  o.destroy = OpDestroy;
+  o.lookup = OpLookup;
+  o.forget = OpForget;
+  o.forget_multi = OpForgetMulti;
+  o.getattr = OpGetattr;
+  o.setattr = OpSetattr;
+  o.readlink = OpReadlink;
+  o.mknod = OpMknod;
+  o.mkdir = OpMkdir;
+  o.unlink = OpUnlink;
+  o.rmdir = OpRmdir;
+  o.symlink = OpSymlink;
+  o.rename = OpRename;
+  o.link = OpLink;
+  o.open = OpOpen;
+  o.read = OpRead;
+  o.write = OpWrite;
+  o.flush = OpFlush;
+  o.release = OpRelease;
+  o.fsync = OpFsync;
+  o.opendir = OpOpendir;
+  o.readdir = OpReaddir;
+  o.readdirplus = OpReaddirplus;
+  o.releasedir = OpReleasedir;
+  o.fsyncdir = OpFsyncdir;
+  o.statfs = OpStatfs;
+  o.setxattr = OpSetxattr;
+  o.getxattr = OpGetxattr;
+  o.listxattr = OpListxattr;
+  o.removexattr = OpRemovexattr;
+  o.create = OpCreate;
+  o.fallocate = OpFallocate;
+  o.lseek = OpLseek;
+  return o;
+}
+
+// ---- Mount command -------------------------------------------------------------------------
+
+void Usage(FILE* f) {
+  std::fprintf(f,
+               "usage: permfs mount IMAGE MOUNTPOINT [-o OPTIONS] [-f|--foreground] [-d]\n"
+               "options: ro, rw, sync, noatime, relatime, allow_other, hot_tier_mb=N,\n"
+               "         idle_flush_ms=N, writeback_cache, no_writeback_cache, threads=N,\n"
+               "         and libfuse options (fsname=, max_read=, ...)\n");
+}
+
+bool ParseUint(const std::string& s, std::uint64_t* out) {
+  if (s.empty()) return false;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    if (v > (1ull << 40)) return false;
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+int MountMain(int argc, char** argv) {
+  std::string image, mountpoint;
+  std::vector<std::string> fuse_opts;
+  bool foreground = false, debug = false, read_only = false, sync = false, writeback = true;
+  std::uint64_t hot_mb = 256, idle_ms = 5000, threads = 8;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      Usage(stdout);
+      return 0;
+    }
+    if (a == "-f" || a == "--foreground") {
+      foreground = true;
+    } else if (a == "-d") {
+      debug = true;
+      foreground = true;
+    } else if (a == "-o" || a.rfind("-o", 0) == 0) {
+      std::string opts = a == "-o" ? (i + 1 < argc ? argv[++i] : "") : a.substr(2);
+      std::size_t start = 0;
+      while (start <= opts.size()) {
+        std::size_t comma = opts.find(',', start);
+        std::string o = opts.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        start = comma == std::string::npos ? opts.size() + 1 : comma + 1;
+        if (o.empty()) continue;
+        std::uint64_t v = 0;
+        if (o == "ro") read_only = true;
+        else if (o == "rw") read_only = false;
+        else if (o == "sync") sync = true;
+        else if (o == "async" || o == "noatime" || o == "relatime" || o == "atime" ||
+                 o == "nodiratime" || o == "defaults" || o == "nofail" || o == "_netdev" ||
+                 o == "auto" || o == "noauto" || o == "user" || o == "nouser" || o == "exec" ||
+                 o == "noexec" || o == "suid" || o == "nosuid" || o == "dev" || o == "nodev")
+          continue;  // atime is never updated on read: noatime semantics (see docs)
+        else if (o == "writeback_cache") writeback = true;
+        else if (o == "no_writeback_cache") writeback = false;
+        else if (o.rfind("hot_tier_mb=", 0) == 0) {
+          if (!ParseUint(o.substr(12), &v) || v == 0) {
+            std::fprintf(stderr, "permfs mount: bad value in %s\n", o.c_str());
+            return 2;
+          }
+          hot_mb = v;
+        } else if (o.rfind("idle_flush_ms=", 0) == 0) {
+          if (!ParseUint(o.substr(14), &v)) {
+            std::fprintf(stderr, "permfs mount: bad value in %s\n", o.c_str());
+            return 2;
+          }
+          idle_ms = v;
+        } else if (o.rfind("threads=", 0) == 0) {
+          if (!ParseUint(o.substr(8), &v) || v == 0 || v > 256) {
+            std::fprintf(stderr, "permfs mount: bad value in %s\n", o.c_str());
+            return 2;
+          }
+          threads = v;
+        } else {
+          fuse_opts.push_back(o);
+        }
+      }
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "permfs mount: unknown option %s\n", a.c_str());
+      Usage(stderr);
+      return 2;
+    } else if (image.empty()) {
+      image = a;
+    } else if (mountpoint.empty()) {
+      mountpoint = a;
+    } else {
+      std::fprintf(stderr, "permfs mount: unexpected argument %s\n", a.c_str());
+      Usage(stderr);
+      return 2;
+    }
+  }
+  if (image.empty() || mountpoint.empty()) {
+    Usage(stderr);
+    return 2;
+  }
+  struct stat mst;
+  if (stat(mountpoint.c_str(), &mst) != 0 || !S_ISDIR(mst.st_mode)) {
+    std::fprintf(stderr, "permfs mount: %s: not a directory\n", mountpoint.c_str());
+    return 1;
+  }
+
+  hosted::OpenOptions oo;
+  oo.block_size = 4096;
+  oo.read_only = read_only;
+  oo.exclusive = true;
+  oo.backend = hosted::Backend::kFile;
+  auto dev = hosted::OpenBlockDevice(image, oo);
+  if (!dev.ok()) {
+    std::fprintf(stderr, "permfs mount: cannot open %s: %s\n", image.c_str(), dev.status().message());
+    return 1;
+  }
+  volume::MountOptions vo;
+  vo.read_only = read_only;
+  volume::MountReport report;
+  auto vol = volume::Volume::Mount(dev->get(), vo, &report);
+  if (!vol.ok()) {
+    std::fprintf(stderr,
+                 "permfs mount: %s is not a mountable PermFS volume: %s\n"
+                 "  run `permfs fsck %s` to check (and `permfs fsck --repair %s` to repair) it\n",
+                 image.c_str(), vol.status().message(), image.c_str(), image.c_str());
+    return 1;
+  }
+  if (report.replayed_transactions)
+    std::fprintf(stderr, "permfs mount: replayed %llu journal transactions\n",
+                 static_cast<unsigned long long>(report.replayed_transactions));
+  read_only = (*vol)->read_only();
+  fs::Filesystem fsys(vol->get());
+  if (!read_only) {
+    Status st = fsys.Open();
+    if (!st.ok()) {
+      std::fprintf(stderr, "permfs mount: %s: %s; run `permfs fsck %s`\n", image.c_str(),
+                   st.message(), image.c_str());
+      return 1;
+    }
+  }
+  shell::ShellOptions so;
+  so.budget_bytes = hot_mb << 20;
+  so.idle_flush_ns = idle_ms * 1000000ull;
+  so.sync_writes = sync;
+  PlatformShell sh(&fsys, so);
+  MountState ms;
+  ms.shell = &sh;
+  ms.fs = &fsys;
+  ms.read_only = read_only;
+  ms.writeback = writeback && !sync;
+  ms.block_size = (*vol)->sb().block_size;
+
+  std::string opt_string = "default_permissions,fsname=" + image + ",subtype=permfs";
+  if (read_only) opt_string += ",ro";
+  for (const std::string& o : fuse_opts) opt_string += "," + o;
+  std::vector<std::string> fargs = {"permfs", "-o", opt_string};
+  if (debug) fargs.push_back("-d");
+  std::vector<char*> fargv;
+  for (std::string& s : fargs) fargv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
+  fuse_lowlevel_ops ops = MakeOps();
+  fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &ms);
+  if (!se) {
+    std::fprintf(stderr, "permfs mount: cannot create the FUSE session (bad -o option?)\n");
+    return 1;
+  }
+  if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, mountpoint.c_str()) != 0) {
+    std::fprintf(stderr, "permfs mount: cannot mount on %s\n", mountpoint.c_str());
+    fuse_session_destroy(se);
+    return 1;
+  }
+  if (!foreground) fuse_daemonize(0);
+  Invalidator inval;
+  inval.Start(se);
+  sh.set_invalidation_sink(&inval);
+  std::atomic<bool> stop{false};
+  std::thread ticker([&] {
+    while (!stop.load()) {
+      for (int i = 0; i < 10 && !stop.load(); ++i) usleep(100000);
+      if (!stop.load() && !read_only) sh.Tick().IgnoreError();
+    }
+  });
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(threads));
+  fuse_loop_cfg_set_clone_fd(cfg, 0);
+  int rc = fuse_session_loop_mt(se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  stop.store(true);
+  ticker.join();
+  sh.set_invalidation_sink(nullptr);
+  inval.Stop();
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  Status st = sh.SyncAll();
+  Status um = (*vol)->Unmount();
+  if (!st.ok() || !um.ok()) {
+    std::fprintf(stderr, "permfs mount: unmount of %s failed: %s\n", image.c_str(),
+                 (!st.ok() ? st : um).message());
+    return 1;
+  }
+  return rc == 0 ? 0 : 1;
+}
+
+int UmountMain(int argc, char** argv) {
+  if (argc != 2 || argv[1][0] == '-') {
+    std::fprintf(stderr, "usage: permfs umount MOUNTPOINT\n");
+    return 2;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp("fusermount3", "fusermount3", "-u", argv[1], static_cast<char*>(nullptr));
+    std::perror("permfs umount: fusermount3");
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0) return 1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+}  // namespace permfs::fuse

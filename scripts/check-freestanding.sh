@@ -27,8 +27,17 @@ for f in $(printf '%s\n' $files | grep '\.cc$'); do
   fi
   count=$((count + 1))
 done
+# Every header must also stand alone (header-only code is otherwise never compiled here).
+for f in $(printf '%s\n' $files | grep '\.h$'); do
+  if ! printf '#include "%s"\n' "${f#src/}" | "$CXX" -std=c++20 -ffreestanding -fno-exceptions \
+       -fno-rtti -fsyntax-only -Wall -Werror -Isrc -x c++ -; then
+    echo "freestanding_check: $f does not compile freestanding on its own"
+    fail=1
+  fi
+  count=$((count + 1))
+done
 if [ $fail -ne 0 ]; then
   echo "freestanding_check: FAILED"
   exit 1
 fi
-echo "freestanding_check: $count core sources compile freestanding with allowed headers only"
+echo "freestanding_check: $count core sources and headers compile freestanding with allowed headers only"

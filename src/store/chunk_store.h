@@ -42,9 +42,10 @@
 // ReadView and may force a checkpoint (when the volume is full but frees wait for one), so the
 // calling thread must hold no ReadView or WriteTxn of this volume while it runs.
 // A ChunkLocation stays readable while the chunk is referenced; after its last Unref the blocks
-// are reused only after a checkpoint, and a ReadLocated of a stale location then fails the CRC
-// (Corruption) rather than returning another chunk's bytes. Callers that may read while another
-// thread drops the last reference must order the two themselves (the fs layer's inode lock).
+// are reused only after a checkpoint; a ReadLocated of a stale location after that is a caller
+// bug that the CRC almost always turns into Corruption (not a guarantee: 2^-32). Callers that
+// may read while another thread drops the last reference must order the two themselves (the fs
+// layer's inode lock).
 #pragma once
 
 #include <atomic>

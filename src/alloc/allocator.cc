@@ -1,5 +1,7 @@
 #include "alloc/allocator.h"
 
+#include "format/volume_root.h"
+
 #include "util/bytes.h"
 #include "util/coding.h"
 #include "util/log.h"
@@ -30,7 +32,27 @@ inline void SetDiskBit(std::uint8_t* blk, std::uint64_t i, bool v) {
   else b = static_cast<std::uint8_t>(b & ~(1u << (i & 7)));
 }
 
+// One bitmap block's contribution to the volume root's bitmap digest (counter kCounterBitmapDigest):
+// the XOR over all bitmap blocks of DigestTerm(blockno, generation). A bitmap block whose write
+// was lost still carries an old generation, so the digest no longer matches at mount.
+std::uint64_t DigestTerm(std::uint64_t blockno, std::uint64_t generation) {
+  std::uint64_t z = blockno * 0x9E3779B97F4A7C15ull ^ (generation + 0x632BE59BD9B4E019ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 }  // namespace
+
+Status Allocator::XorDigest(WriteTxn& txn, std::uint64_t delta) noexcept {
+  if (delta == 0) return Status();
+  Expect ex{BlockType::kVolumeRoot, sb_.root_block, nullptr};
+  PERMFS_ASSIGN_OR_RETURN(std::uint8_t * root, txn.Modify(sb_.root_block, ex));
+  PERMFS_ASSIGN_OR_RETURN(format::VolumeRoot vr, format::VolumeRoot::DecodePayload(root, sb_.block_size));
+  vr.counters[format::kCounterBitmapDigest] ^= delta;
+  vr.EncodePayload(root, sb_.block_size);
+  return Status();
+}
 
 struct Allocator::Shard {
   Mutex mu;
@@ -78,6 +100,7 @@ Status Allocator::Format() noexcept {
   for (std::uint32_t s = 0; s < sb_.shard_count;) {
     PERMFS_ASSIGN_OR_RETURN(WriteTxn txn, ms_->Begin());
     std::uint64_t in_txn = 0;
+    std::uint64_t digest = 0;
     for (; s < sb_.shard_count && in_txn + bpb <= batch; ++s) {
       const std::uint64_t len = sb_.shard_length(s);
       const std::uint64_t first = sb_.shard_first_block(s);
@@ -91,9 +114,11 @@ Status Allocator::Format() noexcept {
           if (!used) ++free_count;
         }
         EncodeLE64(blk + format::kMetaHeaderSize, free_count);
+        digest ^= DigestTerm(BitmapBlock(s, k), txn.seq());
         ++in_txn;
       }
     }
+    PERMFS_RETURN_IF_ERROR(XorDigest(txn, digest));
     PERMFS_RETURN_IF_ERROR(txn.Commit());
     PERMFS_RETURN_IF_ERROR(ms_->Sync());
   }
@@ -104,6 +129,7 @@ Status Allocator::Load() noexcept {
   const std::uint64_t bits = sb_.bits_per_bitmap_block();
   const std::uint32_t bpb = sb_.bitmap_blocks_per_shard;
   journal::ReadView view(ms_);
+  std::uint64_t digest = 0;
   for (std::uint32_t s = 0; s < sb_.shard_count; ++s) {
     Shard& sh = *shards_[s];
     MutexLock l(&sh.mu);
@@ -115,6 +141,7 @@ Status Allocator::Load() noexcept {
       const std::uint64_t bn = BitmapBlock(s, k);
       Expect ex{BlockType::kBitmap, bn, nullptr, true, s};
       PERMFS_ASSIGN_OR_RETURN(const std::uint8_t* blk, view.Read(bn, ex));
+      digest ^= DigestTerm(bn, format::MetaGeneration(blk));
       std::uint64_t stored_free = DecodeLE64(blk + format::kMetaHeaderSize);
       std::uint64_t counted = 0;
       for (std::uint64_t i = 0; i < bits; ++i) {
@@ -136,6 +163,11 @@ Status Allocator::Load() noexcept {
       sh.disk_free += counted;
     }
   }
+  Expect rex{BlockType::kVolumeRoot, sb_.root_block, nullptr};
+  PERMFS_ASSIGN_OR_RETURN(const std::uint8_t* root, view.Read(sb_.root_block, rex));
+  PERMFS_ASSIGN_OR_RETURN(format::VolumeRoot vr, format::VolumeRoot::DecodePayload(root, sb_.block_size));
+  if (vr.counters[format::kCounterBitmapDigest] != digest)
+    return Status::Corruption("allocation bitmaps disagree with the volume root (lost bitmap write)");
   return Status();
 }
 
@@ -233,6 +265,7 @@ Status Allocator::UpdateDisk(WriteTxn& txn, const Extent& e, bool used) noexcept
                                        : "allocator: double free");
     }
   }
+  std::uint64_t digest = 0;
   std::uint64_t b = e.start;
   while (b < e.end()) {
     const std::uint32_t s = ShardOf(b);
@@ -240,7 +273,11 @@ Status Allocator::UpdateDisk(WriteTxn& txn, const Extent& e, bool used) noexcept
     const std::uint32_t k = static_cast<std::uint32_t>(rel / bits);
     const std::uint64_t bn = BitmapBlock(s, k);
     Expect ex{BlockType::kBitmap, bn, nullptr, true, s};
+    PERMFS_ASSIGN_OR_RETURN(const std::uint8_t* before, txn.Read(bn, ex));
+    const std::uint64_t old_gen = format::MetaGeneration(before);
     PERMFS_ASSIGN_OR_RETURN(std::uint8_t * blk, txn.Modify(bn, ex));
+    const std::uint64_t new_gen = format::MetaGeneration(blk);
+    if (old_gen != new_gen) digest ^= DigestTerm(bn, old_gen) ^ DigestTerm(bn, new_gen);
     std::uint64_t free_count = DecodeLE64(blk + format::kMetaHeaderSize);
     std::uint64_t i = rel % bits;
     for (; i < bits && b < e.end(); ++i, ++b) {
@@ -253,7 +290,7 @@ Status Allocator::UpdateDisk(WriteTxn& txn, const Extent& e, bool used) noexcept
     }
     EncodeLE64(blk + format::kMetaHeaderSize, free_count);
   }
-  return Status();
+  return XorDigest(txn, digest);
 }
 
 Status Allocator::CommitReserved(WriteTxn& txn, const Extent& e) noexcept {

@@ -1,7 +1,9 @@
 // Allocator: free-space management per shard (allocation group), docs/FORMAT.md §7.
 //
 // Durable state: one or more bitmap blocks at the start of every shard (1 bit per block, 1 =
-// used) with the count of free blocks they cover. They are metadata blocks, changed only inside
+// used) with the count of free blocks they cover, plus a digest in the volume root (the XOR of a
+// hash of every bitmap block's number and generation) that Load() checks, so a bitmap block
+// whose write was lost is detected at mount. They are metadata blocks, changed only inside
 // journal transactions (WriteTxn) and read back on mount (Load), so allocation state can never
 // disagree with the metadata that references it after a crash.
 //
@@ -102,6 +104,8 @@ class Allocator final : public journal::CheckpointListener {
                          std::uint64_t hint, Extent* out) noexcept;
   // Sets (used=true) or clears bits of `e` in the on-disk bitmaps inside `txn`.
   Status UpdateDisk(journal::WriteTxn& txn, const Extent& e, bool used) noexcept;
+  // XORs `delta` into the volume root's bitmap digest (inside `txn`).
+  Status XorDigest(journal::WriteTxn& txn, std::uint64_t delta) noexcept;
 
   static void UndoCommit(void* ctx, std::uint64_t start, std::uint64_t count);
   static void UndoAllocate(void* ctx, std::uint64_t start, std::uint64_t count);

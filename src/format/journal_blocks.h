@@ -5,7 +5,8 @@
 // A transaction with sequence S occupies consecutive log blocks (wrapping at the end of the log):
 //   descriptor 0, its data blocks, descriptor 1, its data blocks, ..., commit
 // Each descriptor lists the home block number and CRC32C of each data block that follows it.
-// The commit record carries S, the counts, and a CRC chained over the descriptors' CRCs, so a
+// The commit record (whose header owner/generation carry S) holds the counts and a CRC chained
+// over the descriptors' CRCs, so a
 // transaction is replayed only if every block of it is present and intact.
 // Thread-safety: pure functions.
 #pragma once

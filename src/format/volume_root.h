@@ -19,7 +19,7 @@ inline constexpr std::size_t kRootCounters = 16;
 
 // Well-known counter slots.
 enum RootCounter : std::size_t {
-  kCounterReserved0 = 0,    // reserved, zero in v1 (free space lives in the bitmap blocks)
+  kCounterBitmapDigest = 0,  // alloc: XOR of hash(blockno, generation) over all bitmap blocks
   kCounterNextInode = 1,    // fs: next inode number to hand out
   kCounterInodes = 2,       // fs: live inodes
   kCounterReserved3 = 3,    // reserved, zero in v1

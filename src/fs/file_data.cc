@@ -16,6 +16,15 @@ namespace {
 constexpr std::size_t kRecordsPerTxn = 64;
 constexpr std::size_t kUnmapPerTxn = 128;
 
+// Records per transaction, bounded by what the journal can hold: a record may dirty a chunk-map
+// leaf, two chunk-index leaves (new and old id, random keys) and bitmap blocks, and the running
+// transaction may already hold up to a quarter of the maximum (commit threshold). With a small
+// journal (64 blocks, the default below 16 MiB) 64 records per handle overflow it (NoSpace).
+std::size_t PerTxn(volume::Volume* v, std::size_t cap, std::size_t blocks_per_record) {
+  const std::size_t n = static_cast<std::size_t>(v->meta()->max_txn_blocks() / 2 / blocks_per_record);
+  return n < 1 ? 1 : n > cap ? cap : n;
+}
+
 struct MapItem {
   std::uint64_t index;
   ChunkMapEntry entry;
@@ -149,26 +158,32 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
             std::string old;
             Status gs = chunks->Get(*t, Slice(key), &old);
             if (!gs.ok() && !gs.IsNotFound()) return gs;
+            bool had_old = false;
+            ChunkMapEntry oe;
             if (gs.ok()) {
               PERMFS_ASSIGN_OR_RETURN(
-                  ChunkMapEntry oe,
-                  ChunkMapEntry::Decode(reinterpret_cast<const std::uint8_t*>(old.data()),
-                                        old.size(), rs));
+                  oe, ChunkMapEntry::Decode(reinterpret_cast<const std::uint8_t*>(old.data()),
+                                            old.size(), rs));
+              had_old = true;
+            }
+            if (prepared[i].active) {
+              // Reference the new chunk before dropping the old one: rewriting a record with
+              // identical content must not free the chunk in between.
+              ChunkMapEntry ne;
+              ne.id = prepared[i].id;
+              ne.length = static_cast<std::uint32_t>(recs[i].len);
+              PERMFS_RETURN_IF_ERROR(store->Commit(*t, prepared[i], recs[i].data));
+              std::uint8_t enc[ChunkMapEntry::kEncodedSize];
+              ne.Encode(enc);
+              PERMFS_RETURN_IF_ERROR(chunks->Put(*t, Slice(key), Slice(enc, sizeof enc)));
+              in.data_bytes += ne.length;
+            } else if (had_old) {
+              PERMFS_RETURN_IF_ERROR(chunks->Delete(*t, Slice(key)));
+            }
+            if (had_old) {
               PERMFS_RETURN_IF_ERROR(store->Unref(*t, oe.id));
               in.data_bytes -= in.data_bytes >= oe.length ? oe.length : in.data_bytes;
             }
-            if (!prepared[i].active) {
-              if (gs.ok()) PERMFS_RETURN_IF_ERROR(chunks->Delete(*t, Slice(key)));
-              continue;
-            }
-            ChunkMapEntry ne;
-            ne.id = prepared[i].id;
-            ne.length = static_cast<std::uint32_t>(recs[i].len);
-            PERMFS_RETURN_IF_ERROR(store->Commit(*t, prepared[i], recs[i].data));
-            std::uint8_t enc[ChunkMapEntry::kEncodedSize];
-            ne.Encode(enc);
-            PERMFS_RETURN_IF_ERROR(chunks->Put(*t, Slice(key), Slice(enc, sizeof enc)));
-            in.data_bytes += ne.length;
           }
           if (exact_size != ~0ull) in.size = exact_size;
           else if (min_size > in.size) in.size = min_size;
@@ -215,7 +230,7 @@ Status Filesystem::Write(std::uint64_t ino, std::uint64_t off, const std::uint8_
   while (r <= last) {
     std::vector<std::string> bufs;
     std::vector<RecordWrite> recs;
-    for (; r <= last && recs.size() < kRecordsPerTxn; ++r) {
+    for (const std::size_t per_txn = PerTxn(vol_, kRecordsPerTxn, 4); r <= last && bufs.size() < per_txn; ++r) {
       const std::uint64_t rec_start = r * rs_;
       const std::uint64_t cur_len = in.size > rec_start ? ((in.size - rec_start) < rs_ ? in.size - rec_start : rs_) : 0;
       const std::uint64_t lo = (off > rec_start ? off : rec_start) - rec_start;
@@ -247,7 +262,7 @@ Status Filesystem::UnmapRecords(std::uint64_t ino, std::uint64_t first,
     std::vector<MapItem> items;
     {
       ReadView view(vol_->meta());
-      ScanCtx c{&items, rs_, kUnmapPerTxn, Status()};
+      ScanCtx c{&items, rs_, PerTxn(vol_, kUnmapPerTxn, 2), Status()};
       PERMFS_RETURN_IF_ERROR(chunks_.Scan(view, Slice(ChunkKey(ino, first)), Slice(to),
                                           &CollectMap, &c));
       PERMFS_RETURN_IF_ERROR(c.st);

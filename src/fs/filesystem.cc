@@ -472,6 +472,10 @@ Status Filesystem::Rename(std::uint64_t old_parent, const std::string& old_name,
     if (flags & kRenameExchange) {
       PERMFS_ASSIGN_OR_RETURN(InodeRecord dst, LoadInode(t, te->ino));
       if (IsDir(dst.mode) && old_parent != new_parent) PERMFS_RETURN_IF_ERROR(check_loop(te->ino, old_parent));
+      // A parent that gains a subdirectory must stay within the link limit.
+      if (old_parent != new_parent && IsDir(src.mode) != IsDir(dst.mode) &&
+          (IsDir(src.mode) ? np.nlink : op.nlink) >= kMaxLinks)
+        return Status(Code::kTooManyLinks, "too many links");
       PERMFS_RETURN_IF_ERROR(RemoveEntry(t, old_parent, old_name));
       PERMFS_RETURN_IF_ERROR(RemoveEntry(t, new_parent, new_name));
       PERMFS_RETURN_IF_ERROR(AddEntry(t, old_parent, DirEntry{old_name, dst.ino, DirentType(dst.mode)}));
@@ -499,6 +503,9 @@ Status Filesystem::Rename(std::uint64_t old_parent, const std::string& old_name,
         if (IsDir(dst.mode)) replaced_dir = o.orphan;
         else if (out) *out = o;
       }
+      // A directory moving to a new parent adds a link to it (unless it replaces a directory).
+      if (IsDir(src.mode) && old_parent != new_parent && !target_exists && np.nlink >= kMaxLinks)
+        return Status(Code::kTooManyLinks, "too many links");
       PERMFS_RETURN_IF_ERROR(RemoveEntry(t, old_parent, old_name));
       PERMFS_RETURN_IF_ERROR(AddEntry(t, new_parent, DirEntry{new_name, src.ino, DirentType(src.mode)}));
       if (IsDir(src.mode) && old_parent != new_parent) {

@@ -263,7 +263,20 @@ Status Fsck(block::BlockDevice* dev, const FsckOptions& opt, FsckReport* rep) no
         },
         &dc));
     ck.Progress("directories", 1, 1);
-    // 5. Chunk maps.
+    // 5. Orphans (before the chunk maps: an orphan may hold maps past its size — a truncation
+    // cut short by a crash, finished at the next mount).
+    btree::BTree otree(vol->meta(), vol->allocator(), vol->roots(), kOrphanTree);
+    PERMFS_RETURN_IF_ERROR(otree.Scan(
+        view, Slice(), Slice(),
+        [](void* p, const Slice& k, const Slice&) {
+          auto* c = static_cast<InodeCtx*>(p);
+          if (k.size == 8) {
+            if (InodeInfo* ii = c->inodes->Find(KeyU64(k.data))) ii->orphan = true;
+          }
+          return true;
+        },
+        &ic));
+    // 5b. Chunk maps.
     struct MapCtx {
       HashMap<Key32, ChunkInfo>* chunks;
       HashMap<std::uint64_t, InodeInfo>* inodes;
@@ -289,7 +302,7 @@ Status Fsck(block::BlockDevice* dev, const FsckOptions& opt, FsckReport* rep) no
             return true;
           }
           const InodeInfo* ii = c->inodes->Find(ino);
-          if (!ii || !IsRegular(ii->mode) || index * c->rs >= ii->size) {
+          if (!ii || !IsRegular(ii->mode) || (index * c->rs >= ii->size && !ii->orphan)) {
             c->ck->Problem("chunk map entry outside any file's data", ino, index);
             c->stray->push_back({ino, index});
           }
@@ -306,18 +319,7 @@ Status Fsck(block::BlockDevice* dev, const FsckOptions& opt, FsckReport* rep) no
         },
         &mc));
     ck.Progress("chunk maps", 1, 1);
-    // 6. Orphans and xattrs.
-    btree::BTree otree(vol->meta(), vol->allocator(), vol->roots(), kOrphanTree);
-    PERMFS_RETURN_IF_ERROR(otree.Scan(
-        view, Slice(), Slice(),
-        [](void* p, const Slice& k, const Slice&) {
-          auto* c = static_cast<InodeCtx*>(p);
-          if (k.size == 8) {
-            if (InodeInfo* ii = c->inodes->Find(KeyU64(k.data))) ii->orphan = true;
-          }
-          return true;
-        },
-        &ic));
+    // 6. Xattrs.
     btree::BTree xtree(vol->meta(), vol->allocator(), vol->roots(), kXattrTree);
     PERMFS_RETURN_IF_ERROR(xtree.Scan(
         view, Slice(), Slice(),

@@ -38,8 +38,24 @@ struct Heap {
   HeapStats stats;
   AllocatorHooks hooks;
   bool hooks_set = false;
+  PortAllocProfile profile;  // under `lock`
 };
 Heap g_heap;
+
+void ProfilePortAllocate(std::size_t bytes, std::size_t align) {
+  SpinGuard g(&g_heap.lock);
+  PortAllocProfile& p = g_heap.profile;
+  for (int i = 0; i < p.nshapes; ++i)
+    if (p.shapes[i].bytes == bytes && p.shapes[i].align == align) {
+      ++p.shapes[i].calls;
+      return;
+    }
+  if (p.nshapes == kMaxAllocShapes) {
+    ++p.other;
+    return;
+  }
+  p.shapes[p.nshapes++] = AllocShape{bytes, align, 1};
+}
 
 unsigned OrderFor(std::size_t bytes, std::size_t align) {
   std::size_t need = bytes ? bytes : 1;
@@ -164,6 +180,16 @@ void SetAllocatorHooks(const AllocatorHooks& hooks) noexcept {
   g_heap.hooks_set = hooks.allocate != nullptr && hooks.deallocate != nullptr;
 }
 
+void ResetHeapPeak() noexcept {
+  SpinGuard g(&g_heap.lock);
+  g_heap.stats.peak_bytes = g_heap.stats.bytes_in_use;
+}
+
+PortAllocProfile GetPortAllocProfile() noexcept {
+  SpinGuard g(&g_heap.lock);
+  return g_heap.profile;
+}
+
 std::size_t HeapBlockSize(const void* p) noexcept {
   auto* b = static_cast<const std::uint8_t*>(p);
   if (g_heap.hooks_set || b < g_heap.arena || b >= g_heap.arena + g_heap.arena_bytes) return 0;
@@ -195,6 +221,7 @@ void HeapFree(void* p, std::size_t bytes, std::size_t align, bool sized) noexcep
 namespace permfs::port {
 
 void* Allocate(std::size_t bytes, std::size_t align) noexcept {
+  qemu::ProfilePortAllocate(bytes, align);
   return qemu::HeapAllocate(bytes, align);
 }
 

@@ -82,6 +82,22 @@ struct AllocatorHooks {
 void SetAllocatorHooks(const AllocatorHooks& hooks) noexcept;
 // Size of the allocation at p as known to the allocator (block size), 0 if unknown.
 std::size_t HeapBlockSize(const void* p) noexcept;
+// Restarts the high-water mark at the current use (to measure the peak of one phase).
+void ResetHeapPeak() noexcept;
+// What the engine asks port::Allocate for (not operator new): each distinct (bytes, align) pair
+// with its call count (the first kMaxAllocShapes pairs; `other` counts calls beyond them).
+struct AllocShape {
+  std::uint64_t bytes = 0;
+  std::uint64_t align = 0;
+  std::uint64_t calls = 0;
+};
+inline constexpr int kMaxAllocShapes = 16;
+struct PortAllocProfile {
+  AllocShape shapes[kMaxAllocShapes];
+  int nshapes = 0;
+  std::uint64_t other = 0;
+};
+PortAllocProfile GetPortAllocProfile() noexcept;
 
 // ---- Time --------------------------------------------------------------------------------------
 void ClockInit() noexcept;               // calibrate the TSC against the PIT, read the CMOS RTC

@@ -1,9 +1,10 @@
-// Engine tests: the engine core's real code (Volume, MetaStore/journal, Allocator, BTree) on the
-// virtio-blk disk — mkfs, a file-like workload, unmount/remount and read-back, journal recovery
-// across two boots, the journal's state in the panic report, and engine-level throughput.
+// Engine tests below the namespace: the engine core's real code (Volume, MetaStore/journal,
+// Allocator, BTree) on the virtio-blk disk — mkfs, a key/value workload, unmount/remount and
+// read-back, journal recovery across two boots, the journal's state in the panic report, and
+// B+tree throughput. The same flow through the POSIX namespace (fs::Filesystem) is in
+// fs_tests.cc; these tests pin the layers underneath it on their own.
 //
-// The namespace layer (inodes, directories) is not written yet, so "directories and files" are
-// B+tree keys in test keyspaces (tree ids 8..11, unassigned in format v1, docs/FORMAT.md §5):
+// Keyspaces are test trees (tree ids 8..11, unassigned in format v1, docs/FORMAT.md §5):
 //   kDirTree   "d/NNNN"            -> 16-byte directory record
 //   kFileTree  "d/NNNN/file"       -> the file's bytes (one entry, up to max_entry_payload)
 //   kBigTree   "big/NNNNNN"        -> piece NNNNNN of a multi-entry large file
@@ -13,11 +14,11 @@
 // tree in key order against a model built in the same order (no missing, extra or altered
 // entry), looks a sample of keys up with Get, and runs BTree::Check (fsck of the tree).
 #include <cstdint>
-#include <initializer_list>
 #include <string>
 #include <vector>
 
 #include "btree/btree.h"
+#include "engine_common.h"
 #include "format/journal_blocks.h"
 #include "journal/meta_store.h"
 #include "ktest.h"
@@ -28,6 +29,7 @@
 #include "volume/volume.h"
 
 namespace permfs::qemu {
+using namespace ktest;
 namespace {
 
 using btree::BTree;
@@ -37,42 +39,6 @@ constexpr std::uint32_t kDirTree = 8;
 constexpr std::uint32_t kFileTree = 9;
 constexpr std::uint32_t kBigTree = 10;
 constexpr std::uint32_t kBenchTree = 11;
-
-// ---- deterministic content -------------------------------------------------------------------
-std::uint64_t Mix(std::uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// `len` pseudo-random bytes of stream `stream`.
-std::string Bytes(std::uint64_t stream, std::size_t len) {
-  std::string s(len, '\0');
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < len; ++i) {
-    if ((i & 7) == 0) v = Mix(stream * 0x100000001B3ull + (i >> 3));
-    s[i] = static_cast<char>(v >> (8 * (i & 7)));
-  }
-  return s;
-}
-
-// Key "<prefix><n as `digits` zero-padded decimal><suffix>": decimal order == numeric order.
-std::string NumKey(const char* prefix, std::uint64_t n, int digits, const char* suffix = "") {
-  std::string k(prefix);
-  char d[24];
-  for (int i = digits - 1; i >= 0; --i, n /= 10) d[i] = static_cast<char>('0' + n % 10);
-  k.append(d, static_cast<std::size_t>(digits));
-  k.append(suffix);
-  return k;
-}
-
-std::string U64s(std::initializer_list<std::uint64_t> words) {
-  std::string s;
-  for (std::uint64_t w : words)
-    for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>(w >> (8 * i)));
-  return s;
-}
 
 // ---- the model: every (tree, key, value) expected, in scan order (tree id, then key) --------
 struct KV {
@@ -100,111 +66,6 @@ Sha256Digest ModelDigest(const Model& m) {
     h.Update(kv.value.data(), kv.value.size());
   }
   return h.Finish();
-}
-
-void PrintDigest(const char* what, const Sha256Digest& d) {
-  char hex[65];
-  ToHex(d, hex);
-  Printf("ENGINE %s digest %s\n", what, hex);
-}
-
-// ---- panic reporter --------------------------------------------------------------------------
-// The reporter runs on the panic path, where the MetaStore's locks may be held by the code that
-// panicked (MetaStore::stats() takes them and would deadlock on the spinlock). So the test
-// publishes a snapshot of MetaStore::stats() after every commit point (Note) and the reporter
-// prints the snapshot with no lock and no allocation.
-struct EngineSnapshot {
-  const char* test = nullptr;
-  const char* phase = "";
-  std::uint64_t durable_seq = 0;
-  std::uint64_t running_seq = 0;
-  std::uint64_t commits = 0;
-  std::uint64_t checkpoints = 0;
-  std::uint64_t journal_used = 0;
-  std::uint64_t journal_size = 0;
-};
-volatile EngineSnapshot g_snap;
-
-void EngineReporter(void*) {
-  PanicPrint("durable_seq=");
-  PanicPrintDec(g_snap.durable_seq);
-  PanicPrint(" running_seq=");
-  PanicPrintDec(g_snap.running_seq);
-  PanicPrint(" commits=");
-  PanicPrintDec(g_snap.commits);
-  PanicPrint(" checkpoints=");
-  PanicPrintDec(g_snap.checkpoints);
-  PanicPrint(" journal_used=");
-  PanicPrintDec(g_snap.journal_used);
-  PanicPrint("/");
-  PanicPrintDec(g_snap.journal_size);
-  PanicPrint(" (engine test ");
-  PanicPrint(g_snap.test ? g_snap.test : "?");
-  PanicPrint(", phase ");
-  PanicPrint(g_snap.phase ? g_snap.phase : "?");
-  PanicPrint(", as of the last commit point)");
-}
-
-// Registers the reporter for the lifetime of an engine test.
-class ReporterScope {
- public:
-  explicit ReporterScope(const char* test) {
-    g_snap.test = test;
-    g_snap.phase = "start";
-    registered_ = RegisterPanicReporter("journal", &EngineReporter, nullptr);
-  }
-  ~ReporterScope() {
-    if (registered_) UnregisterPanicReporter(&EngineReporter, nullptr);
-    g_snap.test = nullptr;
-  }
-  bool ok() const { return registered_; }
-
- private:
-  bool registered_ = false;
-};
-
-void Note(volume::Volume* v, const char* phase) {
-  const journal::MetaStoreStats s = v->meta()->stats();
-  g_snap.phase = phase;
-  g_snap.durable_seq = s.durable_seq;
-  g_snap.running_seq = s.running_seq;
-  g_snap.commits = s.commits;
-  g_snap.checkpoints = s.checkpoints;
-  g_snap.journal_used = s.journal_used;
-  g_snap.journal_size = s.journal_size;
-}
-
-// ---- helpers ---------------------------------------------------------------------------------
-std::uint64_t NowNs() { return port::MonotonicNanos(); }
-std::uint64_t Ms(std::uint64_t ns) { return ns / 1000000; }
-
-void PrintLayout(const format::Superblock& sb) {
-  Printf("ENGINE layout: %lu blocks of %u, root %lu, journal %lu+%lu, shards %u x %lu blocks "
-         "(%u bitmap blocks each) from %lu, mirror %lu\n",
-         sb.block_count, sb.block_size, sb.root_block, sb.journal_start, sb.journal_blocks,
-         sb.shard_count, sb.shard_blocks, sb.bitmap_blocks_per_shard, sb.shard_start,
-         sb.mirror_block());
-}
-
-#define KCHECK_RESULT(res)                                                                    \
-  do {                                                                                        \
-    if (!(res).ok()) {                                                                        \
-      ::permfs::qemu::Printf("CHECK_OK failed at %s:%d: %s -> %s (%s)\n", __FILE__, __LINE__, \
-                             #res, (res).status().CodeName(), (res).status().message());      \
-      return false;                                                                           \
-    }                                                                                         \
-  } while (0)
-
-Result<Owned<volume::Volume>> MountReporting(block::BlockDevice* dev, volume::MountReport* rep,
-                                             std::uint64_t* ns) {
-  const std::uint64_t t0 = NowNs();
-  auto v = volume::Volume::Mount(dev, volume::MountOptions{}, rep);
-  *ns = NowNs() - t0;
-  if (v.ok())
-    Printf("ENGINE mount: %lu ms, replayed %lu transactions (%lu blocks)%s\n", Ms(*ns),
-           rep->replayed_transactions, rep->replayed_blocks,
-           rep->used_mirror ? ", used the mirror superblock" : "");
-  return v;
 }
 
 // Scans every tree of `trees` and compares with `m` entry by entry; Get on a sample; Check.

@@ -76,6 +76,10 @@ Allocator::Allocator(journal::MetaStore* ms, const format::Superblock& sb) noexc
     s->search.assign((sb.shard_blocks + 63) / 64, ~0ull);
     shards_.push_back(s);
   }
+  // Reserve for space-freeing operations: 0.5% of the volume, at least 32 and at most 8192 blocks.
+  reserve_blocks_ = sb.block_count / 200;
+  if (reserve_blocks_ < 32) reserve_blocks_ = 32;
+  if (reserve_blocks_ > 8192) reserve_blocks_ = 8192;
   ms_->AddCheckpointListener(this);
 }
 
@@ -163,6 +167,12 @@ Status Allocator::Load() noexcept {
       sh.disk_free += counted;
     }
   }
+  std::int64_t total_avail = 0;
+  for (Shard* sh : shards_) {
+    MutexLock l(&sh->mu);
+    total_avail += static_cast<std::int64_t>(sh->avail);
+  }
+  avail_total_.store(total_avail, std::memory_order_relaxed);
   Expect rex{BlockType::kVolumeRoot, sb_.root_block, nullptr};
   PERMFS_ASSIGN_OR_RETURN(const std::uint8_t* root, view.Read(sb_.root_block, rex));
   PERMFS_ASSIGN_OR_RETURN(format::VolumeRoot vr, format::VolumeRoot::DecodePayload(root, sb_.block_size));
@@ -215,14 +225,21 @@ bool Allocator::TryReserveInShard(Shard& s, std::uint32_t, std::uint64_t want,
   if (best_len > want) best_len = want;
   for (std::uint64_t i = 0; i < best_len; ++i) SetBit(s.search, best_start + i);
   s.avail -= best_len;
+  avail_total_.fetch_sub(static_cast<std::int64_t>(best_len), std::memory_order_relaxed);
   s.cursor = best_start + best_len;
   *out = Extent{s.first + best_start, best_len};
   return true;
 }
 
-Result<Extent> Allocator::Reserve(std::uint64_t want, std::uint64_t min,
-                                  std::uint64_t hint) noexcept {
+Result<Extent> Allocator::Reserve(std::uint64_t want, std::uint64_t min, std::uint64_t hint,
+                                  bool privileged) noexcept {
   if (want == 0 || min == 0 || min > want) return Status::InvalidArgument("bad reservation size");
+  if (!privileged) {
+    const std::int64_t avail = avail_total_.load(std::memory_order_relaxed);
+    const std::int64_t floor = static_cast<std::int64_t>(reserve_blocks_);
+    if (avail - static_cast<std::int64_t>(min) < floor) return Status::NoSpace();
+    if (avail - static_cast<std::int64_t>(want) < floor) want = static_cast<std::uint64_t>(avail - floor);
+  }
   const std::uint32_t n = sb_.shard_count;
   std::uint32_t first;
   if (hint >= sb_.shard_start && hint < sb_.block_count) first = ShardOf(hint);
@@ -247,6 +264,7 @@ void Allocator::Unreserve(const Extent& e) noexcept {
     ClearBit(s.search, b - s.first);
   }
   s.avail += e.count;
+  avail_total_.fetch_add(static_cast<std::int64_t>(e.count), std::memory_order_relaxed);
 }
 
 Status Allocator::UpdateDisk(WriteTxn& txn, const Extent& e, bool used) noexcept {
@@ -309,7 +327,7 @@ Status Allocator::CommitReserved(WriteTxn& txn, const Extent& e) noexcept {
 
 Result<Extent> Allocator::Allocate(WriteTxn& txn, std::uint64_t want, std::uint64_t min,
                                    std::uint64_t hint) noexcept {
-  PERMFS_ASSIGN_OR_RETURN(Extent e, Reserve(want, min, hint));
+  PERMFS_ASSIGN_OR_RETURN(Extent e, Reserve(want, min, hint, txn.use_reserve()));
   Status st = CommitReserved(txn, e);
   if (!st.ok()) {
     Unreserve(e);

@@ -63,12 +63,17 @@ class Allocator final : public journal::CheckpointListener {
 
   // Finds a run of between `min` and `want` free blocks, near `hint` when possible, and marks it
   // reserved in memory. NoSpace if no run of `min` blocks is available.
-  Result<Extent> Reserve(std::uint64_t want, std::uint64_t min, std::uint64_t hint) noexcept;
+  // Unless `privileged`, the last reserve_blocks() blocks are refused (NoSpace): they are kept
+  // for operations that free space, which must succeed on a full volume.
+  Result<Extent> Reserve(std::uint64_t want, std::uint64_t min, std::uint64_t hint,
+                         bool privileged = false) noexcept;
+  std::uint64_t reserve_blocks() const noexcept { return reserve_blocks_; }
   void Unreserve(const Extent& e) noexcept;
   // Records a reserved extent as used in the on-disk bitmaps (inside `txn`). On abort the
   // reservation stays with the caller.
   Status CommitReserved(journal::WriteTxn& txn, const Extent& e) noexcept;
-  // Reserve + CommitReserved; an abort of `txn` releases the reservation too.
+  // Reserve + CommitReserved; an abort of `txn` releases the reservation too. Privileged when
+  // txn.use_reserve().
   Result<Extent> Allocate(journal::WriteTxn& txn, std::uint64_t want, std::uint64_t min,
                           std::uint64_t hint) noexcept;
   // Marks the extent free on disk (inside `txn`); reusable after the next checkpoint.
@@ -115,6 +120,8 @@ class Allocator final : public journal::CheckpointListener {
   const format::Superblock sb_;
   std::vector<Shard*> shards_;
   std::atomic<std::uint32_t> next_shard_{0};
+  std::atomic<std::int64_t> avail_total_{0};  // sum of the shards' available blocks
+  std::uint64_t reserve_blocks_ = 0;
   mutable Mutex pending_mu_;
   std::vector<Pending> pending_ PERMFS_GUARDED_BY(pending_mu_);
 };

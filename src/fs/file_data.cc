@@ -127,7 +127,7 @@ Result<std::string> Filesystem::ReadRecord(std::uint64_t ino, std::uint64_t inde
 // `exact_size` if it is not ~0, else at least `min_size`.
 Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
                                        std::uint64_t min_size, std::uint64_t exact_size,
-                                       bool touch) noexcept {
+                                       bool touch, bool privileged) noexcept {
   volume::Volume* vol = vol_;
   store::ChunkStore* store = &store_;
   btree::BTree* chunks = &chunks_;
@@ -141,7 +141,7 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
         break;
       }
       if (recs[i].len == 0 || IsAllZero(recs[i].data, recs[i].len)) continue;  // a hole
-      auto p = store->Prepare(recs[i].data, recs[i].len);
+      auto p = store->Prepare(recs[i].data, recs[i].len, privileged);
       if (!p.ok()) st = p.status();
       else prepared[i] = std::move(*p);
     }
@@ -150,6 +150,7 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
       if (!t.ok()) {
         st = t.status();
       } else {
+        t->set_use_reserve(privileged);
         st = [&]() -> Status {
           PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(*t, ino));
           if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
@@ -268,7 +269,7 @@ Status Filesystem::UnmapRecords(std::uint64_t ino, std::uint64_t first,
       PERMFS_RETURN_IF_ERROR(c.st);
     }
     if (items.empty()) return Status();
-    PERMFS_RETURN_IF_ERROR(RunTxn([&](WriteTxn& t) -> Status {
+    PERMFS_RETURN_IF_ERROR(RunFreeingTxn([&](WriteTxn& t) -> Status {
       auto in = LoadInode(t, ino);
       if (!in.ok() && !in.status().IsNotFound()) return in.status();
       std::uint64_t freed = 0;
@@ -302,33 +303,27 @@ Status Filesystem::Truncate(std::uint64_t ino, std::uint64_t size) noexcept {
       return StoreInode(t, cur);
     });
   }
-  // Shrink: the partial last record is rewritten (so bytes past the new end read as zero if the
-  // file grows again), the new size and an orphan record "truncate pending" commit together,
-  // then whole records past the end are unmapped, then the orphan record goes.
-  const std::uint64_t keep = (size + rs_ - 1) / rs_;
-  std::string tail;
-  const bool partial = size % rs_ != 0;
-  if (partial) {
-    PERMFS_ASSIGN_OR_RETURN(tail, ReadRecord(ino, size / rs_, in.size));
-    tail.resize(static_cast<std::size_t>(size % rs_));
-  }
-  RecordWrite rec{size / rs_, reinterpret_cast<const std::uint8_t*>(tail.data()), tail.size()};
-  {
-    // Orphan record first (its own transaction joins the same commit as the size change).
-    // An unlinked (still open) file keeps its "unlinked" orphan record: reclaiming it after a
-    // crash frees every record anyway, and replacing it would lose the inode for good.
-    PERMFS_RETURN_IF_ERROR(RunTxn([&](WriteTxn& t) -> Status {
-      PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
-      if (cur.nlink == 0) return Status();
+  // Shrink, freeing space before needing any (so it works on a full volume), in steps that a
+  // crash can interrupt anywhere: (1) the new size and a "truncate pending" orphan record commit
+  // together; (2) whole records past the end are unmapped; (3) the record holding the new end is
+  // trimmed so a later extension reads zeros; (4) the orphan record goes. Mount finishes (2)-(4)
+  // from the orphan record (FinishTruncate). An unlinked, still-open file keeps its "unlinked"
+  // orphan record instead: reclaiming it frees everything anyway.
+  PERMFS_RETURN_IF_ERROR(RunFreeingTxn([&](WriteTxn& t) -> Status {
+    PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
+    if (cur.nlink > 0) {
       std::uint8_t orec[9];
       orec[0] = static_cast<std::uint8_t>(OrphanKind::kTruncate);
       EncodeLE64(orec + 1, size);
-      return orphans_.Put(t, Slice(OrphanKey(ino)), Slice(orec, sizeof orec));
-    }));
-  }
-  PERMFS_RETURN_IF_ERROR(CommitRecordsLocked(ino, &rec, partial ? 1 : 0, 0, size, true));
-  PERMFS_RETURN_IF_ERROR(UnmapRecords(ino, keep, ~0ull));
-  return RunTxn([&](WriteTxn& t) -> Status {
+      PERMFS_RETURN_IF_ERROR(orphans_.Put(t, Slice(OrphanKey(ino)), Slice(orec, sizeof orec)));
+    }
+    cur.size = size;
+    cur.mtime_ns = cur.ctime_ns = Now();
+    return StoreInode(t, cur);
+  }));
+  PERMFS_RETURN_IF_ERROR(UnmapRecords(ino, (size + rs_ - 1) / rs_, ~0ull));
+  PERMFS_RETURN_IF_ERROR(TrimPartialRecord(ino, size));
+  return RunFreeingTxn([&](WriteTxn& t) -> Status {
     // If the file lost its last name meanwhile, its orphan record must stay "unlinked".
     PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
     if (cur.nlink == 0) {
@@ -338,6 +333,27 @@ Status Filesystem::Truncate(std::uint64_t ino, std::uint64_t size) noexcept {
     Status st = orphans_.Delete(t, Slice(OrphanKey(ino)));
     return st.IsNotFound() ? Status() : st;
   });
+}
+
+Status Filesystem::TrimPartialRecord(std::uint64_t ino, std::uint64_t size) noexcept {
+  const std::uint64_t within = size % rs_;
+  if (within == 0) return Status();
+  const std::uint64_t index = size / rs_;
+  {
+    ReadView view(vol_->meta());
+    std::string v;
+    Status st = chunks_.Get(view, Slice(ChunkKey(ino, index)), &v);
+    if (st.IsNotFound()) return Status();
+    PERMFS_RETURN_IF_ERROR(st);
+    PERMFS_ASSIGN_OR_RETURN(
+        ChunkMapEntry e,
+        ChunkMapEntry::Decode(reinterpret_cast<const std::uint8_t*>(v.data()), v.size(), rs_));
+    if (e.length <= within) return Status();  // nothing stored past the end
+  }
+  PERMFS_ASSIGN_OR_RETURN(std::string tail, ReadRecord(ino, index, size));
+  tail.resize(static_cast<std::size_t>(within));
+  RecordWrite rec{index, reinterpret_cast<const std::uint8_t*>(tail.data()), tail.size()};
+  return CommitRecordsLocked(ino, &rec, 1, 0, ~0ull, false, /*privileged=*/true);
 }
 
 Status Filesystem::FinishTruncate(std::uint64_t ino) noexcept {
@@ -354,16 +370,16 @@ Status Filesystem::FinishTruncate(std::uint64_t ino) noexcept {
     auto in = LoadInode(view, ino);
     have_inode = in.ok();
     if (have_inode && in->nlink == 0) unlinked = true;
-    if (have_inode && in->size > size) size = in->size;  // the size change never committed
+    if (have_inode) size = in->size;  // committed together with the orphan record
   }
   // An unlinked inode must not lose its orphan record: reclaim it whole instead.
   if (unlinked) return Reclaim(ino);
   if (have_inode) {
-    // Drop records wholly past the (committed) size; the partial record was rewritten in the
-    // same commit as the orphan record, or not at all (then the size did not change either).
+    MutexLock l(InodeLock(ino));
     PERMFS_RETURN_IF_ERROR(UnmapRecords(ino, (size + rs_ - 1) / rs_, ~0ull));
+    PERMFS_RETURN_IF_ERROR(TrimPartialRecord(ino, size));
   }
-  return RunTxn([&](WriteTxn& t) -> Status {
+  return RunFreeingTxn([&](WriteTxn& t) -> Status {
     Status st = orphans_.Delete(t, Slice(OrphanKey(ino)));
     return st.IsNotFound() ? Status() : st;
   });
@@ -401,13 +417,13 @@ Status Filesystem::ZeroRange(std::uint64_t ino, std::uint64_t off, std::uint64_t
       recs[i].data = reinterpret_cast<const std::uint8_t*>(bufs[i].data());
       recs[i].len = bufs[i].size();
     }
-    PERMFS_RETURN_IF_ERROR(CommitRecordsLocked(ino, recs.data(), recs.size(), 0, ~0ull, true));
+    PERMFS_RETURN_IF_ERROR(CommitRecordsLocked(ino, recs.data(), recs.size(), 0, ~0ull, true, /*privileged=*/true));
     // Whole records inside the range become holes.
     const std::uint64_t full_first = (off + rs_ - 1) / rs_;
     const std::uint64_t full_last = data_end / rs_;
     if (full_first < full_last) PERMFS_RETURN_IF_ERROR(UnmapRecords(ino, full_first, full_last));
   }
-  return RunTxn([&](WriteTxn& t) -> Status {
+  return RunFreeingTxn([&](WriteTxn& t) -> Status {
     PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
     if (!keep_size && end > cur.size) cur.size = end;
     cur.mtime_ns = cur.ctime_ns = Now();

@@ -390,7 +390,7 @@ Status Filesystem::Unlink(std::uint64_t parent, const std::string& name,
   if (name.size() > kMaxNameLen) return Status(Code::kNameTooLong, "name longer than 255 bytes");
   if (name == "." || name == "..") return Status(Code::kIsDirectory, "cannot unlink . or ..");
   if (out) *out = UnlinkOutcome{};
-  return RunTxn([&](WriteTxn& t) -> Status {
+  return RunFreeingTxn([&](WriteTxn& t) -> Status {
     PERMFS_ASSIGN_OR_RETURN(InodeRecord dir, LoadInode(t, parent));
     if (!IsDir(dir.mode)) return Status(Code::kNotDirectory, "not a directory");
     PERMFS_ASSIGN_OR_RETURN(DirEntry e, FindEntry(t, parent, name));
@@ -408,7 +408,7 @@ Status Filesystem::Rmdir(std::uint64_t parent, const std::string& name) noexcept
   if (name == ".") return Status::InvalidArgument("cannot remove .");
   if (name == "..") return Status(Code::kNotEmpty, "cannot remove ..");
   UnlinkOutcome out;
-  Status st = RunTxn([&](WriteTxn& t) -> Status {
+  Status st = RunFreeingTxn([&](WriteTxn& t) -> Status {
     PERMFS_ASSIGN_OR_RETURN(InodeRecord dir, LoadInode(t, parent));
     if (!IsDir(dir.mode)) return Status(Code::kNotDirectory, "not a directory");
     PERMFS_ASSIGN_OR_RETURN(DirEntry e, FindEntry(t, parent, name));
@@ -441,7 +441,7 @@ Status Filesystem::Rename(std::uint64_t old_parent, const std::string& old_name,
   if (!ValidName(old_name) || !ValidName(new_name))
     return Status(Code::kBusy, "cannot rename . or ..");
   std::uint64_t replaced_dir = 0;
-  Status st = RunTxn([&](WriteTxn& t) -> Status {
+  Status st = RunFreeingTxn([&](WriteTxn& t) -> Status {
     PERMFS_ASSIGN_OR_RETURN(InodeRecord op, LoadInode(t, old_parent));
     PERMFS_ASSIGN_OR_RETURN(InodeRecord np, LoadInode(t, new_parent));
     if (!IsDir(op.mode) || !IsDir(np.mode)) return Status(Code::kNotDirectory, "not a directory");
@@ -590,7 +590,7 @@ Status Filesystem::DeleteKeyRange(std::uint32_t tree_id, const std::string& from
           &keys));
     }
     if (keys.empty()) return Status();
-    PERMFS_RETURN_IF_ERROR(RunTxn([&](WriteTxn& t) -> Status {
+    PERMFS_RETURN_IF_ERROR(RunFreeingTxn([&](WriteTxn& t) -> Status {
       for (const std::string& k : keys) {
         Status st = tree.Delete(t, Slice(k));
         if (!st.ok() && !st.IsNotFound()) return st;
@@ -611,7 +611,7 @@ Status Filesystem::Reclaim(std::uint64_t ino) noexcept {
   }
   if (linked) {
     // Not an orphan (any more): only drop a stale orphan record, never the data.
-    return RunTxn([&](WriteTxn& t) -> Status {
+    return RunFreeingTxn([&](WriteTxn& t) -> Status {
       Status st = orphans_.Delete(t, Slice(OrphanKey(ino)));
       return st.IsNotFound() ? Status() : st;
     });
@@ -620,7 +620,7 @@ Status Filesystem::Reclaim(std::uint64_t ino) noexcept {
   // record keeps the work restartable after a crash.
   PERMFS_RETURN_IF_ERROR(UnmapRecords(ino, 0, ~0ull));
   PERMFS_RETURN_IF_ERROR(DeleteKeyRange(kXattrTree, XattrKey(ino, 0, 0), XattrKey(ino + 1, 0, 0)));
-  return RunTxn([&](WriteTxn& t) -> Status {
+  return RunFreeingTxn([&](WriteTxn& t) -> Status {
     auto in = LoadInode(t, ino);
     if (in.ok() && in->nlink > 0) {
       Status st = orphans_.Delete(t, Slice(OrphanKey(ino)));

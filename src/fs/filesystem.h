@@ -180,8 +180,11 @@ class Filesystem {
 
   // Transaction runner: begins a WriteTxn, runs fn, commits or aborts; retries once after a
   // checkpoint when allocation failed only because freed space awaits a checkpoint.
+  // `frees_space` lets the transaction use the allocator's reserve (unlink, rmdir, truncate...).
   template <typename F>
-  Status RunTxn(F&& fn) noexcept;
+  Status RunTxn(F&& fn, bool frees_space = false) noexcept;
+  template <typename F>
+  Status RunFreeingTxn(F&& fn) noexcept { return RunTxn(static_cast<F&&>(fn), true); }
 
   Result<InodeRecord> LoadInode(journal::BlockReader& r, std::uint64_t ino) noexcept;
   Status StoreInode(journal::WriteTxn& t, const InodeRecord& in) noexcept;
@@ -203,8 +206,10 @@ class Filesystem {
   // truncate, punch hole and reclaim).
   Status UnmapRecords(std::uint64_t ino, std::uint64_t first, std::uint64_t last) noexcept;
   Status CommitRecordsLocked(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
-                             std::uint64_t min_size, std::uint64_t exact_size,
-                             bool touch) noexcept;
+                             std::uint64_t min_size, std::uint64_t exact_size, bool touch,
+                             bool privileged = false) noexcept;
+  // Rewrites the record holding byte `size` so nothing past `size` is stored (idempotent).
+  Status TrimPartialRecord(std::uint64_t ino, std::uint64_t size) noexcept;
   Status DeleteKeyRange(std::uint32_t tree, const std::string& from, const std::string& to) noexcept;
   Status ZeroRange(std::uint64_t ino, std::uint64_t off, std::uint64_t len,
                    bool keep_size) noexcept;

@@ -7,10 +7,11 @@
 namespace permfs::fs {
 
 template <typename F>
-Status Filesystem::RunTxn(F&& fn) noexcept {
+Status Filesystem::RunTxn(F&& fn, bool frees_space) noexcept {
   for (int attempt = 0;; ++attempt) {
     auto t = vol_->meta()->Begin();
     if (!t.ok()) return t.status();
+    t->set_use_reserve(frees_space);
     Status st = fn(*t);
     if (st.ok()) return t->Commit();
     t->Abort();

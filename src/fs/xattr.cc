@@ -144,7 +144,7 @@ Result<std::vector<std::string>> Filesystem::ListXattr(std::uint64_t ino) noexce
 Status Filesystem::RemoveXattr(std::uint64_t ino, const std::string& name) noexcept {
   PERMFS_RETURN_IF_ERROR(CheckXattrName(name));
   const std::uint64_t h = NameHash64(name);
-  return RunTxn([&](WriteTxn& t) -> Status {
+  return RunFreeingTxn([&](WriteTxn& t) -> Status {
     PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(t, ino));
     std::uint32_t total = 0;
     PERMFS_RETURN_IF_ERROR(ReadHead(xattrs_, t, ino, name, &total));

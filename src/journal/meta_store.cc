@@ -160,6 +160,7 @@ void MetaStore::Unpin(Entry* e) noexcept {
 
 WriteTxn::WriteTxn(WriteTxn&& o) noexcept
     : store_(o.store_), seq_(o.seq_), epoch_(o.epoch_), dirty_start_(o.dirty_start_),
+      use_reserve_(o.use_reserve_),
       pre_(std::move(o.pre_)), undo_(std::move(o.undo_)), pinned_(std::move(o.pinned_)),
       forgotten_(std::move(o.forgotten_)) {
   o.store_ = nullptr;

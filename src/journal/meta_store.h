@@ -113,6 +113,11 @@ class WriteTxn final : public BlockReader {
   // Registers an undo action for in-memory state changed by this handle.
   void AddUndo(UndoFn fn, void* ctx, std::uint64_t a, std::uint64_t b) noexcept;
 
+  // Operations that free space (unlink, rmdir, truncate, ...) may dip into the allocator's
+  // small reserve, so they still succeed on a full volume.
+  void set_use_reserve(bool v) noexcept { use_reserve_ = v; }
+  bool use_reserve() const noexcept { return use_reserve_; }
+
   Status Commit() noexcept;
   void Abort() noexcept;
 
@@ -137,6 +142,7 @@ class WriteTxn final : public BlockReader {
   std::uint64_t seq_;
   std::uint64_t epoch_;
   std::size_t dirty_start_ = 0;  // size of the running dirty list when this handle began
+  bool use_reserve_ = false;
   std::vector<PreImage> pre_;
   std::vector<Undo> undo_;
   std::vector<void*> pinned_;

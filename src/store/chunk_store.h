@@ -104,7 +104,9 @@ class ChunkStore {
   std::uint32_t max_chunk_size() const noexcept { return record_size_; }
 
   // Step 1. `len` must be 1..max_chunk_size().
-  Result<PreparedChunk> Prepare(const std::uint8_t* data, std::size_t len) noexcept;
+  // `privileged`: may use the allocator's reserve (space-freeing operations such as truncate).
+  Result<PreparedChunk> Prepare(const std::uint8_t* data, std::size_t len,
+                                bool privileged = false) noexcept;
   // Step 2. Consumes `p` (also on error). `data` is the same bytes that were given to Prepare;
   // it is only read when the chunk Prepare deduplicated against was freed meanwhile (then the
   // data is written inside the transaction, and a full volume gives NoSpace: no checkpoint can

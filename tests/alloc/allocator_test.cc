@@ -79,6 +79,7 @@ class AllocatorTest : public ::testing::Test {
 
   Result<Extent> AllocOne(std::uint64_t want, std::uint64_t min, std::uint64_t hint) {
     auto t = ms_->Begin();
+    t->set_use_reserve(true);  // allocator mechanics, not the reserve
     if (!t.ok()) return t.status();
     auto e = a_->Allocate(*t, want, min, hint);
     if (!e.ok()) return e.status();
@@ -88,6 +89,7 @@ class AllocatorTest : public ::testing::Test {
   }
   Status FreeOne(const Extent& e) {
     auto t = ms_->Begin();
+    t->set_use_reserve(true);  // allocator mechanics, not the reserve
     if (!t.ok()) return t.status();
     Status st = a_->Free(*t, e);
     if (!st.ok()) return st;  // the handle aborts when destroyed
@@ -142,7 +144,7 @@ TEST_F(AllocatorTest, AllocateFreeAccountingAndDeferredReuse) {
   EXPECT_EQ(a_->stats(), (AllocStats{a_->stats().total_blocks, F, F - 10, 10}));
   EXPECT_TRUE(a_->HasPendingFrees());
   // Not reusable before a checkpoint: a reservation at the hint skips them.
-  auto r = a_->Reserve(10, 1, hint);
+  auto r = a_->Reserve(10, 1, hint, true);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->start >= e->end() || r->end() <= e->start) << r->start;
   a_->Unreserve(*r);
@@ -171,7 +173,7 @@ TEST_F(AllocatorTest, FreeInRunningTransactionSurvivesCheckpoint) {
   EXPECT_EQ(ms_->stats().checkpoints, cps + 1) << "the commit did not checkpoint first";
   EXPECT_EQ(a_->stats().pending_free_blocks, 4u)
       << "a free was released by a checkpoint that did not include its transaction";
-  auto r = a_->Reserve(4, 1, e->start);
+  auto r = a_->Reserve(4, 1, e->start, true);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->start >= e->end() || r->end() <= e->start);
   a_->Unreserve(*r);
@@ -198,6 +200,7 @@ TEST_F(AllocatorTest, DoubleFreeAndDoubleAllocationAreCorruption) {
   {
     auto t = ms_->Begin();
     ASSERT_TRUE(t.ok());
+    t->set_use_reserve(true);  // allocator mechanics, not the reserve
     EXPECT_TRUE(a_->CommitReserved(*t, *f).IsCorruption()) << "double allocation not detected";
     t->Abort();
   }
@@ -206,6 +209,7 @@ TEST_F(AllocatorTest, DoubleFreeAndDoubleAllocationAreCorruption) {
   {
     auto t = ms_->Begin();
     ASSERT_TRUE(t.ok());
+    t->set_use_reserve(true);  // allocator mechanics, not the reserve
     EXPECT_TRUE(a_->Free(*t, Extent{sb().shard_start, 1}).IsCorruption());  // the bitmap
     EXPECT_TRUE(a_->Free(*t, Extent{sb().mirror_block(), 1}).IsCorruption());
     EXPECT_EQ(a_->CommitReserved(*t, Extent{sb().journal_start, 1}).code(),
@@ -225,6 +229,7 @@ TEST_F(AllocatorTest, FailedFreeLeavesBitmapConsistent) {
   {
     auto t = ms_->Begin();
     ASSERT_TRUE(t.ok());
+    t->set_use_reserve(true);  // allocator mechanics, not the reserve
     EXPECT_TRUE(a_->Free(*t, Extent{e->start, 6}).IsCorruption());
     ASSERT_TRUE(t->Commit().ok());
   }
@@ -242,6 +247,7 @@ TEST_F(AllocatorTest, AbortRestoresMemoryAndDisk) {
   {
     auto t = ms_->Begin();
     ASSERT_TRUE(t.ok());
+    t->set_use_reserve(true);  // allocator mechanics, not the reserve
     auto x = a_->Allocate(*t, 7, 7, sb().shard_start + 400);
     ASSERT_TRUE(x.ok());
     auto y = a_->Allocate(*t, 3, 1, 0);
@@ -263,21 +269,22 @@ TEST_F(AllocatorTest, AbortRestoresMemoryAndDisk) {
 TEST_F(AllocatorTest, ReserveUnreserveCommitReserved) {
   Fresh(4096);
   const AllocStats s0 = a_->stats();
-  EXPECT_EQ(a_->Reserve(0, 0, 0).status().code(), Status::InvalidArgument("").code());
-  EXPECT_EQ(a_->Reserve(4, 5, 0).status().code(), Status::InvalidArgument("").code());
-  auto r = a_->Reserve(16, 16, sb().shard_start + 64);
+  EXPECT_EQ(a_->Reserve(0, 0, 0, true).status().code(), Status::InvalidArgument("").code());
+  EXPECT_EQ(a_->Reserve(4, 5, 0, true).status().code(), Status::InvalidArgument("").code());
+  auto r = a_->Reserve(16, 16, sb().shard_start + 64, true);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->count, 16u);
   EXPECT_EQ(a_->stats().available_blocks, s0.available_blocks - 16);
   EXPECT_EQ(a_->stats().free_blocks, s0.free_blocks);
   a_->Unreserve(*r);
   EXPECT_EQ(a_->stats(), s0);
-  r = a_->Reserve(16, 16, sb().shard_start + 64);
+  r = a_->Reserve(16, 16, sb().shard_start + 64, true);
   ASSERT_TRUE(r.ok());
   // Commit the reservation, then abort: the reservation stays with the caller.
   {
     auto t = ms_->Begin();
     ASSERT_TRUE(t.ok());
+    t->set_use_reserve(true);  // allocator mechanics, not the reserve
     ASSERT_TRUE(a_->CommitReserved(*t, *r).ok());
     EXPECT_EQ(a_->stats().free_blocks, s0.free_blocks - 16);
     t->Abort();
@@ -287,6 +294,7 @@ TEST_F(AllocatorTest, ReserveUnreserveCommitReserved) {
   {
     auto t = ms_->Begin();
     ASSERT_TRUE(t.ok());
+    t->set_use_reserve(true);  // allocator mechanics, not the reserve
     ASSERT_TRUE(a_->CommitReserved(*t, *r).ok());
     ASSERT_TRUE(t->Commit().ok());
   }
@@ -316,7 +324,7 @@ TEST_F(AllocatorTest, LocalityAndContiguity) {
     EXPECT_EQ(g->start, f->end());
   }
   // A large contiguous extent.
-  auto big = a_->Reserve(5000, 5000, 0);
+  auto big = a_->Reserve(5000, 5000, 0, true);
   ASSERT_TRUE(big.ok());
   EXPECT_EQ(big->count, 5000u);
   EXPECT_EQ(big->start / sb().shard_blocks, (big->end() - 1) / sb().shard_blocks);
@@ -324,6 +332,7 @@ TEST_F(AllocatorTest, LocalityAndContiguity) {
   // Cross-shard extents are refused.
   auto t = ms_->Begin();
   ASSERT_TRUE(t.ok());
+  t->set_use_reserve(true);  // allocator mechanics, not the reserve
   Extent cross{sb().shard_first_block(1) - 5, 10};
   EXPECT_EQ(a_->CommitReserved(*t, cross).code(), Status::InvalidArgument("").code());
 }
@@ -333,7 +342,7 @@ TEST_F(AllocatorTest, FragmentedSpaceGivesBestRunAtLeastMin) {
   // Reserve everything, then release runs of 3 and one run of 9.
   std::vector<Extent> all;
   for (;;) {
-    auto r = a_->Reserve(1024, 1, 0);
+    auto r = a_->Reserve(1024, 1, 0, true);
     if (!r.ok()) {
       EXPECT_TRUE(r.status().IsNoSpace());
       break;
@@ -348,11 +357,11 @@ TEST_F(AllocatorTest, FragmentedSpaceGivesBestRunAtLeastMin) {
   };
   for (int i = 0; i < 10; ++i) release(base + i * 10, 3);
   release(base + 200, 9);
-  auto r = a_->Reserve(20, 5, base);
+  auto r = a_->Reserve(20, 5, base, true);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, (Extent{base + 200, 9}));
-  EXPECT_TRUE(a_->Reserve(4, 4, base).status().IsNoSpace());
-  auto s = a_->Reserve(4, 2, base);
+  EXPECT_TRUE(a_->Reserve(4, 4, base, true).status().IsNoSpace());
+  auto s = a_->Reserve(4, 2, base, true);
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->count, 3u);
 }
@@ -399,7 +408,7 @@ TEST_F(AllocatorTest, MultiShardVolume) {
   std::set<std::uint64_t> shards;
   std::vector<Extent> rs;
   for (int i = 0; i < 8; ++i) {
-    auto r = a_->Reserve(10, 10, 0);
+    auto r = a_->Reserve(10, 10, 0, true);
     ASSERT_TRUE(r.ok());
     shards.insert((r->start - sb().shard_start) / sb().shard_blocks);
     rs.push_back(*r);
@@ -408,10 +417,10 @@ TEST_F(AllocatorTest, MultiShardVolume) {
   for (auto& r : rs) a_->Unreserve(r);
   // Fill shard 0 completely; a hinted allocation there spills to another shard.
   const std::uint64_t len0 = sb().shard_length(0) - sb().bitmap_blocks_per_shard;
-  auto r0 = a_->Reserve(len0, len0, sb().shard_first_block(0));
+  auto r0 = a_->Reserve(len0, len0, sb().shard_first_block(0), true);
   ASSERT_TRUE(r0.ok());
   EXPECT_EQ(r0->start, sb().shard_first_block(0) + sb().bitmap_blocks_per_shard);
-  auto spill = a_->Reserve(5, 5, sb().shard_first_block(0) + 10);
+  auto spill = a_->Reserve(5, 5, sb().shard_first_block(0) + 10, true);
   ASSERT_TRUE(spill.ok());
   EXPECT_NE((spill->start - sb().shard_start) / sb().shard_blocks, 0u);
   a_->Unreserve(*spill);
@@ -421,7 +430,7 @@ TEST_F(AllocatorTest, MultiShardVolume) {
   const std::uint32_t last = sb().shard_count - 1;
   std::uint64_t last_free = 0;
   for (;;) {
-    auto r = a_->Reserve(1000, 1, sb().shard_first_block(last));
+    auto r = a_->Reserve(1000, 1, sb().shard_first_block(last), true);
     ASSERT_TRUE(r.ok());
     if ((r->start - sb().shard_start) / sb().shard_blocks != last) {
       a_->Unreserve(*r);
@@ -450,7 +459,7 @@ TEST_F(AllocatorTest, ConcurrentReserveUnreserveNeverDoubleHandsOut) {
         if (held.size() < 64 && !rnd.OneIn(3)) {
           std::uint64_t want = 1 + rnd.Uniform(16);
           std::uint64_t hint = rnd.OneIn(2) ? 0 : sb().shard_start + rnd.Uniform64(sb().block_count - sb().shard_start);
-          auto r = a_->Reserve(want, 1, hint);
+          auto r = a_->Reserve(want, 1, hint, true);
           if (!r.ok()) continue;
           for (std::uint64_t b = r->start; b < r->end(); ++b)
             if (owner[b].exchange(static_cast<std::uint8_t>(t + 1)) != 0) ++dup;
@@ -489,6 +498,7 @@ TEST_F(AllocatorTest, ConcurrentTransactionsAndReservations) {
       std::vector<Extent> mine;
       for (int i = 0; i < 300; ++i) {
         auto w = ms_->Begin();
+        w->set_use_reserve(true);  // allocator mechanics, not the reserve
         if (!w.ok()) { ++errors; return; }
         if (mine.empty() || rnd.OneIn(2)) {
           auto e = a_->Allocate(*w, 1 + rnd.Uniform(8), 1, 0);
@@ -525,6 +535,7 @@ TEST_F(AllocatorTest, RemountAfterRandomSequencesMatchesModel) {
     for (int i = 0; i < 400; ++i) {
       auto t = ms_->Begin();
       ASSERT_TRUE(t.ok());
+      t->set_use_reserve(true);  // allocator mechanics, not the reserve
       int ops = 1 + static_cast<int>(rnd.Uniform(4));
       for (int k = 0; k < ops; ++k) {
         if (live.empty() || rnd.Uniform(5) < 3) {
@@ -562,6 +573,7 @@ TEST_F(AllocatorTest, RemountAfterRandomSequencesMatchesModel) {
     // Every live extent is allocated on disk: freeing it succeeds, and a second free fails.
     auto t = ms_->Begin();
     ASSERT_TRUE(t.ok());
+    t->set_use_reserve(true);  // allocator mechanics, not the reserve
     for (const Extent& e : live) ASSERT_TRUE(a_->Free(*t, e).ok());
     t->Abort();
     // Nothing else is allocated: reserving all available space never touches a live extent.
@@ -570,7 +582,7 @@ TEST_F(AllocatorTest, RemountAfterRandomSequencesMatchesModel) {
       for (std::uint64_t b = e.start; b < e.end(); ++b) used_map[b] = 1;
     std::uint64_t reserved = 0;
     for (;;) {
-      auto r = a_->Reserve(4096, 1, 0);
+      auto r = a_->Reserve(4096, 1, 0, true);
       if (!r.ok()) break;
       for (std::uint64_t b = r->start; b < r->end(); ++b) ASSERT_EQ(used_map[b], 0) << b;
       reserved += r->count;
@@ -609,6 +621,25 @@ TEST_F(AllocatorTest, CorruptBitmapIsCorruptionAtLoad) {
   EXPECT_TRUE(st.IsCorruption()) << Str(st);
   std::memcpy(dev_->raw(), img.data(), img.size());
   EXPECT_TRUE(TryRemount().ok());
+}
+
+TEST_F(AllocatorTest, ReserveIsKeptForSpaceFreeingOperations) {
+  Fresh(4096);
+  // Drain everything an ordinary caller may take; the reserve stays for privileged callers.
+  std::vector<Extent> taken;
+  for (;;) {
+    auto r = a_->Reserve(64, 1, 0);
+    if (!r.ok()) {
+      EXPECT_TRUE(r.status().IsNoSpace());
+      break;
+    }
+    taken.push_back(*r);
+  }
+  EXPECT_GE(a_->stats().available_blocks, a_->reserve_blocks());
+  auto p = a_->Reserve(1, 1, 0, /*privileged=*/true);
+  ASSERT_TRUE(p.ok());
+  a_->Unreserve(*p);
+  for (const Extent& e : taken) a_->Unreserve(e);
 }
 
 }  // namespace

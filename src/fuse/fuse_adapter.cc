@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fuse_lowlevel.h>
+#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -129,8 +130,14 @@ void FillStat(const fs::InodeRecord& in, std::uint32_t bs, struct stat* st) {
   st->st_ctim = to_ts(in.ctime_ns);
 }
 
+// Times are stored as signed 64-bit nanoseconds (1677..2262); later or earlier times are clamped
+// to the representable range instead of wrapping around (ext4 clamps to its range likewise).
 std::int64_t TsToNs(const timespec& ts) {
-  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000ll + ts.tv_nsec;
+  std::int64_t ns = 0;
+  if (__builtin_mul_overflow(static_cast<std::int64_t>(ts.tv_sec), 1000000000ll, &ns) ||
+      __builtin_add_overflow(ns, static_cast<std::int64_t>(ts.tv_nsec), &ns))
+    return ts.tv_sec < 0 ? INT64_MIN : INT64_MAX;
+  return ns;
 }
 
 void FillEntry(MountState* m, const fs::InodeRecord& in, fuse_entry_param* e) {
@@ -154,6 +161,9 @@ fs::Credentials Creds(fuse_req_t req) {
   return fs::Credentials{c->uid, c->gid};
 }
 
+// The caller's umask (FUSE_CAP_DONT_MASK: the kernel leaves applying it to us).
+std::uint32_t Umask(fuse_req_t req) { return fuse_req_ctx(req)->umask & 0777u; }
+
 bool ReadOnlyReply(fuse_req_t req) {
   if (!State(req)->read_only) return false;
   fuse_reply_err(req, EROFS);
@@ -172,6 +182,9 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS_AUTO);
   want(FUSE_CAP_PARALLEL_DIROPS);
   want(FUSE_CAP_POSIX_ACL);
+  // The umask comes with each create/mkdir/mknod and the shell applies it unless the parent has
+  // a default ACL (which replaces it).
+  want(FUSE_CAP_DONT_MASK);
   want(FUSE_CAP_CACHE_SYMLINKS);
   want(FUSE_CAP_ASYNC_DIO);
   if (m->writeback && !m->read_only) want(FUSE_CAP_WRITEBACK_CACHE);
@@ -244,13 +257,13 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   if (ReadOnlyReply(req)) return;
   auto* s = State(req)->shell;
-  if (S_ISDIR(mode)) return ReplyEntry(req, s->mkdir(parent, name, mode, Creds(req)));
-  ReplyEntry(req, s->mknod(parent, name, mode, rdev, Creds(req)));
+  if (S_ISDIR(mode)) return ReplyEntry(req, s->mkdir(parent, name, mode, Creds(req), Umask(req)));
+  ReplyEntry(req, s->mknod(parent, name, mode, rdev, Creds(req), Umask(req)));
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   if (ReadOnlyReply(req)) return;
-  ReplyEntry(req, State(req)->shell->mkdir(parent, name, mode, Creds(req)));
+  ReplyEntry(req, State(req)->shell->mkdir(parent, name, mode, Creds(req), Umask(req)));
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -287,8 +300,11 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (State(req)->read_only && (fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
   Status st = State(req)->shell->open(ino);
   if (!st.ok()) return ReplyErr(req, st);
-  if (fi->flags & O_DIRECT) fi->direct_io = 1;
-  else fi->keep_cache = 1;
+  // O_DIRECT goes through the kernel's direct_IO path (no FOPEN_DIRECT_IO): it writes back and
+  // invalidates the page cache over the range first, so an O_DIRECT read sees earlier buffered
+  // writes of other descriptors and an O_DIRECT write is seen by later buffered reads, as on a
+  // local filesystem. (FOPEN_DIRECT_IO would bypass the cache without that flush.)
+  fi->keep_cache = 1;
   if (fuse_reply_open(req, fi) != 0) State(req)->shell->release(ino).IgnoreError();
 }
 
@@ -296,11 +312,10 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
   if (ReadOnlyReply(req)) return;
   auto* m = State(req);
-  auto r = m->shell->create(parent, name, mode, Creds(req), (fi->flags & O_EXCL) != 0);
+  auto r = m->shell->create(parent, name, mode, Creds(req), (fi->flags & O_EXCL) != 0, Umask(req));
   if (!r.ok()) return ReplyErr(req, r.status());
   fuse_entry_param e;
   FillEntry(m, *r, &e);
-  if (fi->flags & O_DIRECT) fi->direct_io = 1;
   if (fuse_reply_create(req, &e, fi) != 0) {
     m->shell->release(r->ino).IgnoreError();
     m->shell->forget(r->ino, 1);
@@ -638,6 +653,13 @@ int MountMain(int argc, char** argv) {
     std::fprintf(stderr, "permfs mount: %s: not a directory\n", mountpoint.c_str());
     return 1;
   }
+
+  // Memory stays bounded only if freed hot-tier records (64 KiB+) go back to the OS: with glibc's
+  // dynamic mmap threshold they come from per-thread arenas instead, which fragment and keep
+  // growing (~30 MiB per GiB written to one file with 8 session threads). A fixed threshold
+  // serves them with mmap/munmap; fewer arenas bound the rest.
+  mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+  mallopt(M_ARENA_MAX, 4);
 
   hosted::OpenOptions oo;
   oo.block_size = 4096;

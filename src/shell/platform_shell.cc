@@ -51,6 +51,113 @@ class NodeRef {
   void (*drop_)(PlatformShell*, void*);
 };
 
+// POSIX ACLs in the Linux xattr format (system.posix_acl_access / _default): a little-endian
+// u32 version (2), then entries {u16 tag, u16 perm, u32 id}. With FUSE_CAP_POSIX_ACL the kernel
+// enforces them but leaves to the filesystem what ext4 does in posix_acl_update_mode /
+// posix_acl_chmod / posix_acl_create: the mode follows a new access ACL, chmod updates the ACL,
+// and new entries inherit the parent's default ACL.
+constexpr char kAclAccess[] = "system.posix_acl_access";
+constexpr char kAclDefault[] = "system.posix_acl_default";
+enum : std::uint16_t {
+  kAclUserObj = 0x01, kAclUser = 0x02, kAclGroupObj = 0x04, kAclGroup = 0x08, kAclMask = 0x10,
+  kAclOther = 0x20,
+};
+
+std::uint16_t AclTag(const std::string& a, std::size_t i) {
+  return static_cast<std::uint16_t>(static_cast<std::uint8_t>(a[4 + 8 * i]) |
+                                    static_cast<std::uint8_t>(a[5 + 8 * i]) << 8);
+}
+std::uint16_t AclPerm(const std::string& a, std::size_t i) {
+  return static_cast<std::uint16_t>(static_cast<std::uint8_t>(a[6 + 8 * i]) |
+                                    static_cast<std::uint8_t>(a[7 + 8 * i]) << 8);
+}
+void SetAclPerm(std::string* a, std::size_t i, std::uint16_t perm) {
+  (*a)[6 + 8 * i] = static_cast<char>(perm & 0xff);
+  (*a)[7 + 8 * i] = static_cast<char>(perm >> 8);
+}
+// Entry count of a well-formed ACL (version 2, with USER_OBJ, GROUP_OBJ and OTHER), else -1.
+long AclEntries(const std::string& a) {
+  if (a.size() < 4 || (a.size() - 4) % 8 != 0) return -1;
+  if (static_cast<std::uint8_t>(a[0]) != 2 || a[1] != 0 || a[2] != 0 || a[3] != 0) return -1;
+  const std::size_t n = (a.size() - 4) / 8;
+  unsigned seen = 0;
+  for (std::size_t i = 0; i < n; ++i) seen |= AclTag(a, i);
+  if ((seen & (kAclUserObj | kAclGroupObj | kAclOther)) != (kAclUserObj | kAclGroupObj | kAclOther))
+    return -1;
+  if ((seen & (kAclUser | kAclGroup)) && !(seen & kAclMask)) return -1;
+  return static_cast<long>(n);
+}
+// True if the ACL says no more than the mode bits do (no named entries, no mask).
+bool AclIsMinimal(const std::string& a, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint16_t t = AclTag(a, i);
+    if (t == kAclUser || t == kAclGroup || t == kAclMask) return false;
+  }
+  return true;
+}
+// The permission bits an access ACL implies (group class = mask if present).
+std::uint32_t AclModeBits(const std::string& a, std::size_t n) {
+  std::uint32_t u = 0, g = 0, o = 0, m = 0;
+  bool has_mask = false;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t p = AclPerm(a, i) & 7u;
+    switch (AclTag(a, i)) {
+      case kAclUserObj: u = p; break;
+      case kAclGroupObj: g = p; break;
+      case kAclOther: o = p; break;
+      case kAclMask: m = p, has_mask = true; break;
+      default: break;
+    }
+  }
+  return (u << 6) | ((has_mask ? m : g) << 3) | o;
+}
+// chmod: the ACL's owner, group-class and other entries take the new mode bits.
+void AclChmod(std::string* a, std::size_t n, std::uint32_t mode) {
+  bool has_mask = false;
+  for (std::size_t i = 0; i < n; ++i) has_mask |= AclTag(*a, i) == kAclMask;
+  for (std::size_t i = 0; i < n; ++i) {
+    switch (AclTag(*a, i)) {
+      case kAclUserObj: SetAclPerm(a, i, (mode >> 6) & 7); break;
+      case kAclGroupObj: if (!has_mask) SetAclPerm(a, i, (mode >> 3) & 7); break;
+      case kAclMask: SetAclPerm(a, i, (mode >> 3) & 7); break;
+      case kAclOther: SetAclPerm(a, i, mode & 7); break;
+      default: break;
+    }
+  }
+}
+// posix_acl_create_masq: masks a copy of the parent's default ACL by the create mode; returns the
+// resulting permission bits.
+std::uint32_t AclCreateMasq(std::string* a, std::size_t n, std::uint32_t mode) {
+  std::uint32_t m = mode & 0777;
+  long group_obj = -1, mask = -1;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint16_t p = AclPerm(*a, i);
+    switch (AclTag(*a, i)) {
+      case kAclUserObj:
+        p &= static_cast<std::uint16_t>((m >> 6) & 7);
+        SetAclPerm(a, i, p);
+        m &= (static_cast<std::uint32_t>(p) << 6) | ~0700u;
+        break;
+      case kAclGroupObj: group_obj = static_cast<long>(i); break;
+      case kAclMask: mask = static_cast<long>(i); break;
+      case kAclOther:
+        p &= static_cast<std::uint16_t>(m & 7);
+        SetAclPerm(a, i, p);
+        m &= p | ~07u;
+        break;
+      default: break;
+    }
+  }
+  const long gi = mask >= 0 ? mask : group_obj;
+  if (gi >= 0) {
+    const std::size_t i = static_cast<std::size_t>(gi);
+    std::uint16_t p = AclPerm(*a, i) & static_cast<std::uint16_t>((m >> 3) & 7);
+    SetAclPerm(a, i, p);
+    m &= (static_cast<std::uint32_t>(p) << 3) | ~070u;
+  }
+  return m & 0777;
+}
+
 }  // namespace
 
 PlatformShell::PlatformShell(fs::Filesystem* fs, const ShellOptions& opt) noexcept
@@ -412,10 +519,39 @@ Status PlatformShell::release(NodeId node) noexcept {
 
 // ---- Namespace -----------------------------------------------------------------------------
 
+Result<std::uint32_t> PlatformShell::NewEntryMode(NodeId parent, std::uint32_t mode,
+                                                  std::uint32_t umask,
+                                                  InheritedAcl* acl) noexcept {
+  auto d = fs_->GetXattr(parent, kAclDefault);
+  if (!d.ok() && d.status().code() != Code::kNoData) return d.status();
+  const long n = d.ok() ? AclEntries(*d) : -1;
+  if (n < 0) return mode & ~(umask & 0777u);
+  std::string access = *d;
+  const std::uint32_t bits = AclCreateMasq(&access, static_cast<std::size_t>(n), mode);
+  if (!AclIsMinimal(access, static_cast<std::size_t>(n))) acl->access = access;
+  if (fs::IsDir(mode)) acl->dflt = *d;
+  return (mode & ~0777u) | bits;
+}
+
+Status PlatformShell::ApplyInheritedAcl(NodeId node, const InheritedAcl& acl) noexcept {
+  if (!acl.access.empty()) PERMFS_RETURN_IF_ERROR(fs_->SetXattr(node, kAclAccess, acl.access, 0));
+  if (!acl.dflt.empty()) PERMFS_RETURN_IF_ERROR(fs_->SetXattr(node, kAclDefault, acl.dflt, 0));
+  return Status();
+}
+
 Result<InodeRecord> PlatformShell::create(NodeId parent, const std::string& name,
                                           std::uint32_t mode, const Credentials& cred,
-                                          bool exclusive) noexcept {
-  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Create(parent, name, mode, 0, cred, exclusive));
+                                          bool exclusive, std::uint32_t umask) noexcept {
+  InheritedAcl acl;
+  PERMFS_ASSIGN_OR_RETURN(std::uint32_t m, NewEntryMode(parent, mode, umask, &acl));
+  // Only a new inode inherits: O_CREAT without O_EXCL of an existing name returns it unchanged.
+  auto made = fs_->Create(parent, name, m, 0, cred, true);
+  if (!made.ok() && made.status().code() == Code::kExists && !exclusive)
+    made = fs_->Create(parent, name, m, 0, cred, false);
+  else if (made.ok())
+    PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(made->ino, acl));
+  if (!made.ok()) return made.status();
+  InodeRecord a = *made;
   PERMFS_PIN(n, a.ino, true);
   MutexLock l(&table_mu_);
   n->lookups++;
@@ -425,8 +561,11 @@ Result<InodeRecord> PlatformShell::create(NodeId parent, const std::string& name
 
 Result<InodeRecord> PlatformShell::mknod(NodeId parent, const std::string& name,
                                          std::uint32_t mode, std::uint64_t rdev,
-                                         const Credentials& cred) noexcept {
-  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Create(parent, name, mode, rdev, cred, true));
+                                         const Credentials& cred, std::uint32_t umask) noexcept {
+  InheritedAcl acl;
+  PERMFS_ASSIGN_OR_RETURN(std::uint32_t m, NewEntryMode(parent, mode, umask, &acl));
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Create(parent, name, m, rdev, cred, true));
+  PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(a.ino, acl));
   PERMFS_PIN(n, a.ino, true);
   MutexLock l(&table_mu_);
   n->lookups++;
@@ -434,8 +573,13 @@ Result<InodeRecord> PlatformShell::mknod(NodeId parent, const std::string& name,
 }
 
 Result<InodeRecord> PlatformShell::mkdir(NodeId parent, const std::string& name,
-                                         std::uint32_t mode, const Credentials& cred) noexcept {
-  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Mkdir(parent, name, mode, cred));
+                                         std::uint32_t mode, const Credentials& cred,
+                                         std::uint32_t umask) noexcept {
+  InheritedAcl acl;
+  PERMFS_ASSIGN_OR_RETURN(std::uint32_t m,
+                          NewEntryMode(parent, mode | fs::kTypeDir, umask, &acl));
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Mkdir(parent, name, m & 07777u, cred));
+  PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(a.ino, acl));
   PERMFS_PIN(n, a.ino, true);
   MutexLock l(&table_mu_);
   n->lookups++;
@@ -533,6 +677,15 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
   }
   PERMFS_RETURN_IF_ERROR(PromoteLocked(n, false));
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->SetAttr(node, req));
+  if ((req.mask & fs::kSetMode) && !fs::IsSymlink(a.mode)) {
+    auto acl = fs_->GetXattr(node, kAclAccess);
+    if (!acl.ok() && acl.status().code() != Code::kNoData) return acl.status();
+    const long entries = acl.ok() ? AclEntries(*acl) : -1;
+    if (entries >= 0) {
+      AclChmod(&*acl, static_cast<std::size_t>(entries), a.mode);
+      PERMFS_RETURN_IF_ERROR(fs_->SetXattr(node, kAclAccess, *acl, 0));
+    }
+  }
   n->mode = a.mode;
   n->size = a.size;
   n->mtime_ns = a.mtime_ns;
@@ -545,6 +698,21 @@ Result<std::string> PlatformShell::getxattr(NodeId node, const std::string& name
 }
 Status PlatformShell::setxattr(NodeId node, const std::string& name, const std::string& value,
                                std::uint32_t flags) noexcept {
+  if (name == kAclAccess) {
+    const long n = AclEntries(value);
+    if (n < 0) return Status::InvalidArgument("malformed POSIX ACL");
+    PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(node));
+    fs::SetAttrRequest r;
+    r.mask = fs::kSetMode;
+    r.mode = (a.mode & 07000u) | AclModeBits(value, static_cast<std::size_t>(n));
+    if (AclIsMinimal(value, static_cast<std::size_t>(n))) {
+      Status st = fs_->RemoveXattr(node, name);
+      if (!st.ok() && st.code() != Code::kNoData) return st;
+    } else {
+      PERMFS_RETURN_IF_ERROR(fs_->SetXattr(node, name, value, flags));
+    }
+    return fs_->SetAttr(node, r).status();
+  }
   return fs_->SetXattr(node, name, value, flags);
 }
 Result<std::vector<std::string>> PlatformShell::listxattr(NodeId node) noexcept {

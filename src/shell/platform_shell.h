@@ -102,12 +102,16 @@ class PlatformShell {
   Status releasedir(NodeId node) noexcept;
   // Creates and opens (+1 lookup, +1 open). exclusive = O_EXCL semantics (check-then-act under
   // one transaction).
+  // create/mknod/mkdir: `umask` is applied unless the parent has a default ACL
+  // (system.posix_acl_default), which the new entry then inherits (POSIX.1e, as ext4 does).
   Result<InodeRecord> create(NodeId parent, const std::string& name, std::uint32_t mode,
-                             const fs::Credentials& cred, bool exclusive) noexcept;
+                             const fs::Credentials& cred, bool exclusive,
+                             std::uint32_t umask = 0) noexcept;
   Result<InodeRecord> mknod(NodeId parent, const std::string& name, std::uint32_t mode,
-                            std::uint64_t rdev, const fs::Credentials& cred) noexcept;
+                            std::uint64_t rdev, const fs::Credentials& cred,
+                            std::uint32_t umask = 0) noexcept;
   Result<InodeRecord> mkdir(NodeId parent, const std::string& name, std::uint32_t mode,
-                            const fs::Credentials& cred) noexcept;
+                            const fs::Credentials& cred, std::uint32_t umask = 0) noexcept;
   Result<InodeRecord> symlink(NodeId parent, const std::string& name, const std::string& target,
                               const fs::Credentials& cred) noexcept;
   Result<std::string> readlink(NodeId node) noexcept;
@@ -116,7 +120,10 @@ class PlatformShell {
   Status rmdir(NodeId parent, const std::string& name) noexcept;
   Status rename(NodeId old_parent, const std::string& old_name, NodeId new_parent,
                 const std::string& new_name, std::uint32_t flags) noexcept;
+  // A mode change also rewrites the access ACL's owner/group-class/other entries.
   Result<InodeRecord> setattr(NodeId node, const fs::SetAttrRequest& req) noexcept;
+  // Setting system.posix_acl_access also sets the mode's permission bits from it (and a
+  // minimal ACL is stored as the mode alone).
   Result<std::string> getxattr(NodeId node, const std::string& name) noexcept;
   Status setxattr(NodeId node, const std::string& name, const std::string& value,
                   std::uint32_t flags) noexcept;
@@ -145,6 +152,14 @@ class PlatformShell {
   Status ReclaimIfUnused(NodeId id) noexcept;
   void NoteOrphan(std::uint64_t ino) noexcept;
   Status OverBudget(Node* current) noexcept;
+  // The mode of a new entry in `parent` and, if the parent has a default ACL, the ACLs it
+  // inherits (empty strings: none).
+  struct InheritedAcl {
+    std::string access, dflt;
+  };
+  Result<std::uint32_t> NewEntryMode(NodeId parent, std::uint32_t mode, std::uint32_t umask,
+                                     InheritedAcl* acl) noexcept;
+  Status ApplyInheritedAcl(NodeId node, const InheritedAcl& acl) noexcept;
 
   fs::Filesystem* fs_;
   const ShellOptions opt_;

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The README's run command: installs missing Debian dependencies, builds the `permfs` tool
 # (default preset) and shows the engine working on a real directory tree:
-#   mkfs a 1 GiB sparse image -> copy a tree in -> ls / cat / df / info -> verify every byte
-#   (sha256 of sampled files, and the whole tree copied back out and diffed) -> remove part of
-#   the tree -> fsck (must be clean) -> "OK".
-# The file I/O goes through the library-level `permfs cp/cat/ls/rm` commands; once the FUSE
-# adapter exists, the fs_* functions below become plain cp/cat/ls/rm on a mount point.
+#   mkfs a 1 GiB sparse image -> mount it (FUSE) -> copy a tree in with cp -a -> ls / cat / df ->
+#   verify every byte (sha256 of sampled files, and a diff -r of the whole tree) -> remove part
+#   of the tree -> unmount -> info (nothing to replay) -> fsck (must be clean) -> "OK".
+# Where /dev/fuse is unavailable the same steps run through the library-level
+# `permfs cp/cat/ls/rm` commands instead of a mount (PERMFS_DEMO_MODE=library forces that).
 #
 # Environment:
 #   PERMFS_DEMO_DIR   where to put the image and scratch files (default: a new temp dir,
 #                     removed at the end)
 #   PERMFS_DEMO_SRC   tree to copy in (default: /usr/share/doc, else this repository's src/)
 #   PERMFS_DEMO_MB    cap on the data copied in, in MiB (default 200)
+#   PERMFS_DEMO_MODE  fuse (default when /dev/fuse works) or library
 #   JOBS              parallel build jobs (default: nproc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,6 @@ if [ -n "${PERMFS_DEMO_DIR:-}" ]; then
   rm -rf "$DEMO/permfs-demo.img" "$DEMO/out"
 else
   DEMO=$(mktemp -d "${TMPDIR:-/tmp}/permfs-demo.XXXXXX")
-  trap 'rm -rf "$DEMO"' EXIT
 fi
 IMG="$DEMO/permfs-demo.img"
 OUT="$DEMO/out"
@@ -46,18 +46,64 @@ SRC=${PERMFS_DEMO_SRC:-/usr/share/doc}
 SRC=$(cd "$SRC" && pwd)
 CAP_KB=$(( ${PERMFS_DEMO_MB:-200} * 1024 ))
 
-# ---- Filesystem access used by the demo (library commands today, a FUSE mount later) -------------
-fs_mkfs()     { "$PERMFS" mkfs "$IMG" --size 1G --label permfs-demo; }
-fs_mkdir()    { "$PERMFS" mkdir -p "$IMG" "$1"; }
-fs_copy_in()  { local dst=$1; shift; "$PERMFS" cp -r "$@" "$IMG:$dst"; }   # host paths -> dir
-fs_copy_out() { "$PERMFS" cp -r "$IMG:$1" "$2"; }                          # dir -> new host dir
-fs_cat()      { "$PERMFS" cat "$IMG" "$1"; }
-fs_ls()       { "$PERMFS" ls "$IMG" "$@"; }
-fs_rm()       { "$PERMFS" rm -r "$IMG" "$@"; }
+# ---- Filesystem access used by the demo: a FUSE mount, or the library commands ---------------
+MODE=${PERMFS_DEMO_MODE:-}
+if [ -z "$MODE" ]; then
+  if [ -c /dev/fuse ] && command -v fusermount3 >/dev/null; then MODE=fuse; else MODE=library; fi
+fi
+MNT="$DEMO/mnt"
+mounted=0
+cleanup_mount() {
+  if [ "$mounted" = 1 ]; then fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" || true; fi
+}
+trap 'cleanup_mount; [ -z "${PERMFS_DEMO_DIR:-}" ] && rm -rf "$DEMO"' EXIT
+fs_mkfs() { "$PERMFS" mkfs "$IMG" --size 1G --label permfs-demo; }
+if [ "$MODE" = fuse ]; then
+  fs_mount() {
+    mkdir -p "$MNT"
+    "$PERMFS" mount "$IMG" "$MNT" -o hot_tier_mb=128
+    mounted=1
+    for _ in $(seq 100); do mountpoint -q "$MNT" && return 0; sleep 0.1; done
+    die "the mount did not come up"
+  }
+  fs_umount() {
+    "$PERMFS" umount "$MNT"
+    mounted=0
+    # The daemon checkpoints and exits after the unmount; wait until it released the image.
+    for _ in $(seq 200); do
+      flock -n "$IMG" true 2>/dev/null && return 0
+      sleep 0.1
+    done
+    die "the mount daemon did not exit"
+  }
+  fs_mkdir()    { mkdir -p "$MNT$1"; }
+  fs_copy_in()  { local dst=$1; shift; cp -a "$@" "$MNT$dst/"; }
+  fs_copy_out() { cp -a "$MNT$1" "$2"; }
+  fs_cat()      { cat "$MNT$1"; }
+  fs_ls()       { local args=() p; for p in "$@"; do case $p in -*) args+=("$p") ;; *) args+=("$MNT$p") ;; esac; done; ls "${args[@]}"; }
+  fs_rm()       { local p; for p in "$@"; do rm -rf "$MNT$p"; done; }
+  fs_df()       { df -h "$MNT"; }
+else
+  fs_mount()    { :; }
+  fs_umount()   { :; }
+  fs_mkdir()    { "$PERMFS" mkdir -p "$IMG" "$1"; }
+  fs_copy_in()  { local dst=$1; shift; "$PERMFS" cp -r "$@" "$IMG:$dst"; }   # host paths -> dir
+  fs_copy_out() { "$PERMFS" cp -r "$IMG:$1" "$2"; }                          # dir -> new host dir
+  fs_cat()      { "$PERMFS" cat "$IMG" "$1"; }
+  fs_ls()       { "$PERMFS" ls "$IMG" "$@"; }
+  fs_rm()       { "$PERMFS" rm -r "$IMG" "$@"; }
+  fs_df()       { "$PERMFS" df "$IMG"; }
+fi
+echo "demo mode: $MODE"
 
 step "make a 1 GiB sparse image: $IMG"
 fs_mkfs
 ls -ls "$IMG"
+if [ "$MODE" = fuse ]; then
+  step "mount it: permfs mount $IMG $MNT"
+  fs_mount
+  mount | grep -F "$MNT" || true
+fi
 
 # Pick top-level entries of $SRC until the cap, so the demo stays well under 30 seconds.
 entries=()
@@ -92,10 +138,8 @@ step "cat /demo/$sample (first 10 lines)"
 fs_cat "/demo/$sample" >"$DEMO/cat.txt"
 head -10 "$DEMO/cat.txt"
 
-step "permfs df"
-"$PERMFS" df "$IMG"
-step "permfs info"
-"$PERMFS" info "$IMG"
+step "df"
+fs_df
 
 step "verify: sha256 of sampled files vs permfs cat"
 mapfile -t all_files < <(cd "$SRC" && find "${entries[@]}" -type f | LC_ALL=C sort)
@@ -129,9 +173,15 @@ for e in "${entries[@]:0:$half}"; do rm_paths+=("/demo/$e"); done
 fs_rm "${rm_paths[@]}"
 left=$(fs_ls /demo | wc -l)
 [ "$left" -eq $(( ${#entries[@]} - half )) ] || die "expected $(( ${#entries[@]} - half )) entries left, found $left"
-"$PERMFS" df "$IMG"
+fs_df
+if [ "$MODE" = fuse ]; then
+  step "unmount: permfs umount $MNT"
+  fs_umount
+fi
+step "permfs info (after a clean unmount the journal needs no replay)"
+"$PERMFS" info "$IMG"
 
 step "permfs fsck"
 "$PERMFS" fsck "$IMG" || die "fsck exited $?"
 
-printf '\nOK: PermFS built; %s files copied in, verified byte for byte, partly removed; fsck clean.\n' "$nfiles"
+printf '\nOK: PermFS built; %s files copied in (%s), verified byte for byte, partly removed; fsck clean.\n' "$nfiles" "$MODE"

@@ -5,6 +5,7 @@
 #include <exception>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "format/superblock.h"
 #include "tools/cli.h"
@@ -67,6 +68,27 @@ int PrintHelp(const char* usage) {
 }
 
 int Main(int argc, char** argv) {
+  // Invoked by mount(8) as a mount helper (`mount -t fuse.permfs IMAGE DIR -o OPTS` runs
+  // /sbin/mount.fuse.permfs; a symlink to this binary): behave as `permfs mount`.
+  {
+    const char* base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    if (!strcmp(base, "mount.fuse.permfs") || !strcmp(base, "mount.permfs")) {
+      // mount(8) passes: IMAGE DIR [-sfnv] [-o OPTS] [-t TYPE]; -f means "fake" there.
+      std::vector<char*> args;
+      bool fake = false;
+      for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "-f") fake = true;
+        else if (a == "-s" || a == "-n" || a == "-v") continue;
+        else if (a == "-t" && i + 1 < argc) ++i;
+        else args.push_back(argv[i]);
+      }
+      if (fake) return 0;
+      args.push_back(nullptr);
+      return RunMount(static_cast<int>(args.size()) - 1, args.data());
+    }
+  }
   if (argc < 2) {
     PrintMainUsage(stderr);
     return 2;

@@ -170,11 +170,11 @@ WriteTxn::~WriteTxn() {
   if (store_) Abort();
 }
 
-Result<std::uint8_t*> WriteTxn::Modify(std::uint64_t blockno, const Expect& expect) noexcept {
-  PERMFS_ASSERT(store_);
+// Saves the block's pre-image the first time this handle touches it and adds it to the running
+// transaction's dirty list (refusing a transaction that would not fit the journal).
+Status WriteTxn::TrackDirty(void* entry) noexcept {
   MetaStore* s = store_;
-  PERMFS_ASSIGN_OR_RETURN(MetaStore::Entry * e, s->Lookup(blockno, expect, true));
-  pinned_.push_back(e);
+  auto* e = static_cast<MetaStore::Entry*>(entry);
   if (!e->dirty && s->dirty_.size() >= s->max_txn_blocks_)
     return Status::NoSpace("metadata transaction too large for the journal");
   if (e->epoch != epoch_) {
@@ -188,6 +188,15 @@ Result<std::uint8_t*> WriteTxn::Modify(std::uint64_t blockno, const Expect& expe
     s->dirty_.push_back(e);
     __atomic_store_n(&s->dirty_size_hint_, s->dirty_.size(), __ATOMIC_RELAXED);
   }
+  return Status();
+}
+
+Result<std::uint8_t*> WriteTxn::Modify(std::uint64_t blockno, const Expect& expect) noexcept {
+  PERMFS_ASSERT(store_);
+  MetaStore* s = store_;
+  PERMFS_ASSIGN_OR_RETURN(MetaStore::Entry * e, s->Lookup(blockno, expect, true));
+  pinned_.push_back(e);
+  PERMFS_RETURN_IF_ERROR(TrackDirty(e));
   format::SetMetaGeneration(e->data, seq_);
   return e->data;
 }
@@ -215,19 +224,7 @@ Result<std::uint8_t*> WriteTxn::Create(std::uint64_t blockno, BlockType type,
     s->EvictLocked();  // a new entry counts against cache_blocks like a miss does
   }
   pinned_.push_back(e);
-  if (!e->dirty && s->dirty_.size() >= s->max_txn_blocks_)
-    return Status::NoSpace("metadata transaction too large for the journal");
-  if (e->epoch != epoch_) {
-    std::uint8_t* copy = s->AllocBlock();
-    CopyBytes(copy, e->data, s->bs_);
-    pre_.push_back(PreImage{e, copy, e->dirty, e->freed});
-    e->epoch = epoch_;
-  }
-  if (!e->dirty) {
-    e->dirty = true;
-    s->dirty_.push_back(e);
-    __atomic_store_n(&s->dirty_size_hint_, s->dirty_.size(), __ATOMIC_RELAXED);
-  }
+  PERMFS_RETURN_IF_ERROR(TrackDirty(e));
   e->freed = false;
   FillBytes(e->data, 0, s->bs_);
   format::MetaHeader h;

@@ -137,6 +137,7 @@ class WriteTxn final : public BlockReader {
     bool was_freed;
   };
   void Release() noexcept;
+  Status TrackDirty(void* entry) noexcept;
 
   MetaStore* store_;
   std::uint64_t seq_;

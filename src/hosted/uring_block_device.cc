@@ -140,6 +140,13 @@ struct UringBlockDevice::Impl {
       const int res = cqe->res;
       io_uring_cqe_seen(&ring, cqe);
       if (op == nullptr) return;  // shutdown NOP
+      {
+        // The submitting thread wrote `op` and its Request before issuing the SQE, and it issues
+        // SQEs only while holding mu. The kernel's ring orders those writes before this CQE, but
+        // that edge is invisible to the C++ memory model (and to ThreadSanitizer). Acquiring mu
+        // once synchronises with that unlock and makes the hand-over explicit.
+        std::lock_guard<std::mutex> l(mu);
+      }
       Handle(op, res);
     }
   }

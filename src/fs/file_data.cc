@@ -464,16 +464,21 @@ Status Filesystem::Fallocate(std::uint64_t ino, std::uint32_t mode, std::uint64_
   });
 }
 
-Result<std::uint64_t> Filesystem::SeekData(std::uint64_t ino, std::uint64_t off) noexcept {
+// SEEK_DATA / SEEK_HOLE share one walk over the chunk map from the record holding `off`; they
+// differ only in where they stop.
+Result<std::uint64_t> Filesystem::SeekDataOrHole(std::uint64_t ino, std::uint64_t off,
+                                                 bool data) noexcept {
   MutexLock l(InodeLock(ino));
   ReadView view(vol_->meta());
   PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(view, ino));
   if (off >= in.size) return Status(Code::kNoDevice, "offset beyond end of file");
-  std::uint64_t found = ~0ull;
   struct Ctx {
-    std::uint64_t off, rs, *found;
+    bool data;
+    std::uint64_t rs;
+    std::uint64_t pos;  // SEEK_HOLE: end of the contiguous data seen so far
+    std::uint64_t found = ~0ull;  // SEEK_DATA: first data byte at or after off
     Status st;
-  } c{off, rs_, &found, Status()};
+  } c{data, rs_, off};
   PERMFS_RETURN_IF_ERROR(chunks_.Scan(
       view, Slice(ChunkKey(ino, off / rs_)), Slice(ChunkKey(ino + 1, 0)),
       [](void* p, const Slice& k, const Slice& v) {
@@ -483,56 +488,32 @@ Result<std::uint64_t> Filesystem::SeekData(std::uint64_t ino, std::uint64_t off)
           c->st = e.status();
           return false;
         }
-        std::uint64_t start = KeyU64(k.data + 8) * c->rs;
-        if (start + e->length > c->off) {
-          *c->found = start > c->off ? start : c->off;
+        const std::uint64_t start = KeyU64(k.data + 8) * c->rs;
+        const std::uint64_t end = start + e->length;
+        if (c->data) {
+          if (end <= c->pos) return true;
+          c->found = start > c->pos ? start : c->pos;
           return false;
         }
-        return true;
+        if (start > c->pos) return false;  // a missing record: hole at pos
+        if (end > c->pos) c->pos = end;
+        return e->length == c->rs;         // a short record: hole right after its data
       },
       &c));
   PERMFS_RETURN_IF_ERROR(c.st);
-  if (found >= in.size) return Status(Code::kNoDevice, "no data after offset");
-  return found;
+  if (data) {
+    if (c.found >= in.size) return Status(Code::kNoDevice, "no data after offset");
+    return c.found;
+  }
+  return c.pos < in.size ? c.pos : in.size;
+}
+
+Result<std::uint64_t> Filesystem::SeekData(std::uint64_t ino, std::uint64_t off) noexcept {
+  return SeekDataOrHole(ino, off, true);
 }
 
 Result<std::uint64_t> Filesystem::SeekHole(std::uint64_t ino, std::uint64_t off) noexcept {
-  MutexLock l(InodeLock(ino));
-  ReadView view(vol_->meta());
-  PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(view, ino));
-  if (off >= in.size) return Status(Code::kNoDevice, "offset beyond end of file");
-  std::uint64_t pos = off;
-  struct Ctx {
-    std::uint64_t* pos;
-    std::uint64_t rs;
-    bool done;
-    Status st;
-  } c{&pos, rs_, false, Status()};
-  PERMFS_RETURN_IF_ERROR(chunks_.Scan(
-      view, Slice(ChunkKey(ino, off / rs_)), Slice(ChunkKey(ino + 1, 0)),
-      [](void* p, const Slice& k, const Slice& v) {
-        auto* c = static_cast<Ctx*>(p);
-        auto e = ChunkMapEntry::Decode(v.data, v.size, static_cast<std::uint32_t>(c->rs));
-        if (!e.ok()) {
-          c->st = e.status();
-          return false;
-        }
-        std::uint64_t start = KeyU64(k.data + 8) * c->rs;
-        if (start > *c->pos) {  // a missing record before this one: hole at pos
-          c->done = true;
-          return false;
-        }
-        std::uint64_t end = start + e->length;
-        if (end > *c->pos) *c->pos = end;
-        if (e->length < c->rs) {  // short record: hole right after its data
-          c->done = true;
-          return false;
-        }
-        return true;
-      },
-      &c));
-  PERMFS_RETURN_IF_ERROR(c.st);
-  return pos < in.size ? pos : in.size;
+  return SeekDataOrHole(ino, off, false);
 }
 
 }  // namespace permfs::fs

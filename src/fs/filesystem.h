@@ -215,6 +215,7 @@ class Filesystem {
                    bool keep_size) noexcept;
   Result<std::string> ReadRecord(std::uint64_t ino, std::uint64_t index, std::uint64_t size) noexcept;
   Status FinishTruncate(std::uint64_t ino) noexcept;
+  Result<std::uint64_t> SeekDataOrHole(std::uint64_t ino, std::uint64_t off, bool data) noexcept;
 
   static bool ValidName(const std::string& name) noexcept;
   static Status CheckName(const std::string& name) noexcept;

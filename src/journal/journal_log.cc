@@ -55,7 +55,7 @@ Status JournalLog::Format() noexcept {
   PERMFS_RETURN_IF_ERROR(WriteHeaderSlot(h));
   header_ = h;
   head_ = 0;
-  used_ = 0;
+  __atomic_store_n(&used_, 0, __ATOMIC_RELAXED);
   next_seq_ = 1;
   return Status();
 }
@@ -90,7 +90,7 @@ Status JournalLog::Open() noexcept {
   }
   if (!have) return first_err;
   head_ = header_.tail_offset;
-  used_ = 0;
+  __atomic_store_n(&used_, 0, __ATOMIC_RELAXED);
   next_seq_ = header_.tail_seq;
   return Status();
 }
@@ -186,7 +186,7 @@ Status JournalLog::Scan(ReplayFn fn, void* ctx, ScanResult* out) noexcept {
     ++seq;
   }
   head_ = pos;
-  used_ = used;
+  __atomic_store_n(&used_, used, __ATOMIC_RELAXED);
   next_seq_ = seq;
   res.next_seq = seq;
   res.end_offset = pos;
@@ -263,7 +263,7 @@ Status JournalLog::Append(std::uint64_t seq, const LogBlock* blocks, std::size_t
   PERMFS_RETURN_IF_ERROR(WriteRun(head_, buf_.data(), total));
   PERMFS_RETURN_IF_ERROR(io_->Flush());
   head_ = (head_ + total) % log_blocks_;
-  used_ += total;
+  __atomic_store_n(&used_, used_ + total, __ATOMIC_RELAXED);
   ++next_seq_;
   return Status();
 }
@@ -278,7 +278,8 @@ Status JournalLog::SetTail(std::uint64_t offset, std::uint64_t seq,
   h.root_generation = root_generation;
   PERMFS_RETURN_IF_ERROR(WriteHeaderSlot(h));
   header_ = h;
-  used_ = offset == head_ ? 0 : (head_ + log_blocks_ - offset) % log_blocks_;
+  __atomic_store_n(&used_, offset == head_ ? 0 : (head_ + log_blocks_ - offset) % log_blocks_,
+                   __ATOMIC_RELAXED);
   return Status();
 }
 

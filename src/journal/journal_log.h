@@ -56,8 +56,8 @@ class JournalLog {
   // Blocks a transaction of `data_blocks` blocks occupies in the log.
   std::uint64_t BlocksNeeded(std::uint64_t data_blocks) const noexcept;
   std::uint64_t log_blocks() const noexcept { return log_blocks_; }
-  std::uint64_t used_blocks() const noexcept { return used_; }
-  std::uint64_t free_blocks() const noexcept { return log_blocks_ - used_; }
+  std::uint64_t used_blocks() const noexcept { return __atomic_load_n(&used_, __ATOMIC_RELAXED); }
+  std::uint64_t free_blocks() const noexcept { return log_blocks_ - used_blocks(); }
   // Largest transaction (in data blocks) that fits an empty log.
   std::uint64_t MaxTransactionBlocks() const noexcept;
 
@@ -91,7 +91,7 @@ class JournalLog {
   const std::uint64_t log_blocks_;
   format::JournalHeader header_;
   std::uint64_t head_ = 0;
-  std::uint64_t used_ = 0;
+  std::uint64_t used_ = 0;  // written by the committer only; read with atomic loads (stats)
   std::uint64_t next_seq_ = 1;
   std::vector<std::uint8_t> buf_;  // staging for Append
 };

@@ -366,33 +366,27 @@ Result<format::VolumeRoot> VolumeRootStore::Load(BlockReader& r) noexcept {
 
 Result<TreeRoot> VolumeRootStore::GetRoot(BlockReader& r, std::uint32_t tree) {
   if (tree >= format::kMaxTrees) return Status::InvalidArgument("tree id out of range");
-  PERMFS_ASSIGN_OR_RETURN(format::VolumeRoot v, Load(r));
-  return v.trees[tree];
+  PERMFS_ASSIGN_OR_RETURN(const std::uint8_t* data, r.Read(sb_.root_block, RootExpect()));
+  return format::VolumeRoot::DecodeTree(data, tree);
 }
 
 Status VolumeRootStore::SetRoot(WriteTxn& t, std::uint32_t tree, const TreeRoot& root) {
   if (tree >= format::kMaxTrees) return Status::InvalidArgument("tree id out of range");
   PERMFS_ASSIGN_OR_RETURN(std::uint8_t * data, t.Modify(sb_.root_block, RootExpect()));
-  PERMFS_ASSIGN_OR_RETURN(format::VolumeRoot v,
-                          format::VolumeRoot::DecodePayload(data, sb_.block_size));
-  v.trees[tree] = root;
-  v.EncodePayload(data, sb_.block_size);
+  format::VolumeRoot::EncodeTree(data, tree, root);
   return Status();
 }
 
 Result<std::uint64_t> VolumeRootStore::GetCounter(BlockReader& r, std::size_t idx) noexcept {
   if (idx >= format::kRootCounters) return Status::InvalidArgument("counter out of range");
-  PERMFS_ASSIGN_OR_RETURN(format::VolumeRoot v, Load(r));
-  return v.counters[idx];
+  PERMFS_ASSIGN_OR_RETURN(const std::uint8_t* data, r.Read(sb_.root_block, RootExpect()));
+  return format::VolumeRoot::DecodeCounter(data, idx);
 }
 
 Status VolumeRootStore::SetCounter(WriteTxn& t, std::size_t idx, std::uint64_t value) noexcept {
   if (idx >= format::kRootCounters) return Status::InvalidArgument("counter out of range");
   PERMFS_ASSIGN_OR_RETURN(std::uint8_t * data, t.Modify(sb_.root_block, RootExpect()));
-  PERMFS_ASSIGN_OR_RETURN(format::VolumeRoot v,
-                          format::VolumeRoot::DecodePayload(data, sb_.block_size));
-  v.counters[idx] = value;
-  v.EncodePayload(data, sb_.block_size);
+  format::VolumeRoot::EncodeCounter(data, idx, value);
   return Status();
 }
 

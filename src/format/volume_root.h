@@ -43,6 +43,13 @@ struct VolumeRoot {
   void EncodePayload(std::uint8_t* block, std::size_t block_size) const noexcept;
   static Result<VolumeRoot> DecodePayload(const std::uint8_t* block,
                                           std::size_t block_size) noexcept;
+
+  // One field of an already-headed block, without touching the rest (the B+tree reads a tree
+  // root on every operation). `idx` must be < kRootCounters / `tree` < kMaxTrees.
+  static std::uint64_t DecodeCounter(const std::uint8_t* block, std::size_t idx) noexcept;
+  static void EncodeCounter(std::uint8_t* block, std::size_t idx, std::uint64_t value) noexcept;
+  static Result<TreeRoot> DecodeTree(const std::uint8_t* block, std::size_t tree) noexcept;
+  static void EncodeTree(std::uint8_t* block, std::size_t tree, const TreeRoot& root) noexcept;
 };
 
 }  // namespace permfs::format

@@ -51,15 +51,17 @@ class Invalidator final : public shell::InvalidationSink {
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
   }
-  void InvalidateNode(shell::NodeId node) noexcept override { Push({node, std::string()}); }
+  void InvalidateNode(shell::NodeId node) noexcept override { Push({node, std::string(), false}); }
   void InvalidateEntry(shell::NodeId parent, const std::string& name) noexcept override {
-    Push({parent, name});
+    Push({parent, name, false});
   }
+  void InvalidateAttrs(shell::NodeId node) noexcept override { Push({node, std::string(), true}); }
 
  private:
   struct Item {
     std::uint64_t node;
     std::string name;
+    bool attrs_only;
   };
   void Push(Item it) {
     {
@@ -76,7 +78,9 @@ class Invalidator final : public shell::InvalidationSink {
       Item it = std::move(q_.front());
       q_.pop_front();
       l.unlock();
-      if (it.name.empty()) fuse_lowlevel_notify_inval_inode(se_, it.node, 0, 0);
+      // A negative offset invalidates the attributes only (the page cache stays).
+      if (it.attrs_only) fuse_lowlevel_notify_inval_inode(se_, it.node, -1, 0);
+      else if (it.name.empty()) fuse_lowlevel_notify_inval_inode(se_, it.node, 0, 0);
       else fuse_lowlevel_notify_inval_entry(se_, it.node, it.name.data(), it.name.size());
       l.lock();
     }
@@ -92,7 +96,10 @@ class Invalidator final : public shell::InvalidationSink {
 struct MountState {
   PlatformShell* shell = nullptr;
   fs::Filesystem* fs = nullptr;
-  double timeout = 1.0;
+  // Entry/attribute cache lifetime. The kernel keeps its own caches right for every change made
+  // through it; the shell sends InvalidateAttrs for what changes behind it (st_blocks after a
+  // promotion or fallocate), so the lifetime can be long.
+  double timeout = 10.0;
   bool read_only = false;
   bool writeback = true;
   std::uint32_t block_size = 4096;
@@ -323,7 +330,10 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  std::vector<std::uint8_t> buf(size);
+  // One buffer per session thread, kept: a fresh 1 MiB vector per read is an mmap, page faults
+  // and an munmap with a TLB shootdown each time.
+  thread_local std::vector<std::uint8_t> buf;
+  if (buf.size() < size) buf.resize(size);
   auto r = State(req)->shell->read(ino, static_cast<std::uint64_t>(off), size, buf.data());
   if (!r.ok()) return ReplyErr(req, r.status());
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *r);
@@ -737,6 +747,8 @@ int MountMain(int argc, char** argv) {
       if (!stop.load() && !read_only) sh.Tick().IgnoreError();
     }
   });
+  std::thread flusher;
+  if (!read_only) flusher = std::thread([&] { sh.RunFlusher(); });
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(threads));
   fuse_loop_cfg_set_clone_fd(cfg, 0);
@@ -744,6 +756,8 @@ int MountMain(int argc, char** argv) {
   fuse_loop_cfg_destroy(cfg);
   stop.store(true);
   ticker.join();
+  sh.StopFlusher();
+  if (flusher.joinable()) flusher.join();
   sh.set_invalidation_sink(nullptr);
   inval.Stop();
   fuse_session_unmount(se);

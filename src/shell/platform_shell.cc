@@ -9,8 +9,10 @@ namespace permfs::shell {
 using fs::Credentials;
 
 struct PlatformShell::Record {
-  std::uint8_t* data = nullptr;  // record_size bytes
-  std::uint32_t len = 0;         // valid bytes
+  std::uint8_t* data = nullptr;  // record_size bytes; bytes this record does not define are zero
+  std::uint32_t len = 0;         // end of the bytes this record defines
+  bool complete = false;         // data[0, len) is the whole record; else only `valid` sectors
+  std::uint64_t valid = 0;       // partial record: bit i = sector i holds current bytes
   std::uint64_t dirtied_ns = 0;
 };
 
@@ -24,11 +26,15 @@ struct PlatformShell::Node {
   bool orphan = false;
   // Guarded by mu.
   Mutex mu;
+  CondVar promoted{&mu};            // signalled when a promotion of this node ends
   HashMap<std::uint64_t, Record> dirty;
-  std::atomic<std::uint64_t> dirty_count{0};
+  HashMap<std::uint64_t, Record> flight;  // being promoted: read-only, owned by the promoter
+  bool promoting = false;
+  std::atomic<std::uint64_t> dirty_count{0};  // dirty + in-flight records
   bool attrs_loaded = false;
   std::uint32_t mode = 0;
   std::uint64_t size = 0;          // logical size including unpromoted writes
+  std::uint64_t committed_size = 0;  // size of the inode as committed
   std::int64_t mtime_ns = 0;       // last write time while dirty
   Status deferred;                 // a failed promotion, reported at the next write/flush/fsync
 };
@@ -161,15 +167,59 @@ std::uint32_t AclCreateMasq(std::string* a, std::size_t n, std::uint32_t mode) {
 }  // namespace
 
 PlatformShell::PlatformShell(fs::Filesystem* fs, const ShellOptions& opt) noexcept
-    : fs_(fs), opt_(opt), rs_(fs->record_size()) {}
+    : fs_(fs),
+      opt_(opt),
+      rs_(fs->record_size()),
+      ss_(fs->record_size() % 64 == 0 ? fs->record_size() / 64 : fs->record_size()),
+      all_valid_(fs->record_size() % 64 == 0 ? ~0ull : 1ull) {
+  // Keep up to a quarter of the budget (at most 32 MiB) of free buffers for reuse.
+  std::uint64_t cap = opt.budget_bytes / 4;
+  if (cap > (32ull << 20)) cap = 32ull << 20;
+  pool_cap_ = static_cast<std::size_t>(cap / rs_);
+}
 
 PlatformShell::~PlatformShell() {
   MutexLock l(&table_mu_);
   nodes_.ForEach([this](const NodeId&, Node*& n) {
     n->dirty.ForEach([this](const std::uint64_t&, Record& r) { port::Deallocate(r.data, rs_, 64); });
+    n->flight.ForEach([this](const std::uint64_t&, Record& r) { port::Deallocate(r.data, rs_, 64); });
     delete n;
   });
   nodes_.Clear();
+  MutexLock p(&pool_mu_);
+  for (std::uint8_t* b : pool_) port::Deallocate(b, rs_, 64);
+  pool_.clear();
+}
+
+std::uint8_t* PlatformShell::GetBuffer() noexcept {
+  {
+    MutexLock l(&pool_mu_);
+    if (!pool_.empty()) {
+      std::uint8_t* p = pool_.back();
+      pool_.pop_back();
+      return p;
+    }
+  }
+  return static_cast<std::uint8_t*>(port::Allocate(rs_, 64));
+}
+
+void PlatformShell::PutBuffer(std::uint8_t* p) noexcept {
+  if (!p) return;
+  {
+    MutexLock l(&pool_mu_);
+    if (pool_.size() < pool_cap_) {
+      pool_.push_back(p);
+      return;
+    }
+  }
+  port::Deallocate(p, rs_, 64);
+}
+
+void PlatformShell::FreeRecord(Record* rec) noexcept {
+  PutBuffer(rec->data);
+  rec->data = nullptr;
+  dirty_bytes_.fetch_sub(rs_, std::memory_order_relaxed);
+  dirty_records_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 PlatformShell::Node* PlatformShell::GetNode(NodeId id, bool create) noexcept {
@@ -209,64 +259,211 @@ Status PlatformShell::LoadNodeAttrs(Node* n) noexcept {
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(n->id));
   n->mode = a.mode;
   n->size = a.size;
+  n->committed_size = a.size;
   n->mtime_ns = a.mtime_ns;
   n->attrs_loaded = true;
   return Status();
 }
 
-Status PlatformShell::PromoteLocked(Node* n, bool idle_only) noexcept {
-  if (n->dirty.empty()) return Status();
-  std::vector<std::uint64_t> idx;
-  const std::uint64_t now = port::MonotonicNanos();
-  n->dirty.ForEach([&](const std::uint64_t& k, Record& r) {
-    if (!idle_only || now - r.dirtied_ns >= opt_.idle_flush_ns) idx.push_back(k);
-  });
-  if (idx.empty()) return Status();
-  Sort(idx.data(), idx.data() + idx.size(), [](std::uint64_t a, std::uint64_t b) { return a < b; });
-  constexpr std::size_t kBatch = 64;
-  for (std::size_t i = 0; i < idx.size(); i += kBatch) {
-    std::vector<fs::Filesystem::RecordWrite> recs;
-    std::uint64_t bytes = 0;
-    for (std::size_t j = i; j < idx.size() && j < i + kBatch; ++j) {
-      Record* r = n->dirty.Find(idx[j]);
-      recs.push_back(fs::Filesystem::RecordWrite{idx[j], r->data, r->len});
-      bytes += r->len;
-    }
-    // The file is at least as long as the end of the last record promoted; the logical size is
-    // committed with the final batch.
-    const bool last = i + kBatch >= idx.size();
-    std::uint64_t min_size = last && !idle_only ? n->size : 0;
-    for (const auto& rw : recs) {
-      std::uint64_t end = rw.index * rs_ + rw.len;
-      if (end > min_size && end <= n->size) min_size = end;
-    }
-    Status st = fs_->WriteRecords(n->id, recs.data(), recs.size(), min_size, true);
-    if (!st.ok()) {
-      n->deferred = st;
-      PERMFS_LOG(kWarn, "shell: promotion of node ", n->id, " failed: ", st.message());
-      return st;
-    }
-    for (const auto& rw : recs) {
-      Record* r = n->dirty.Find(rw.index);
-      port::Deallocate(r->data, rs_, 64);
-      n->dirty.Erase(rw.index);
-      dirty_bytes_.fetch_sub(rs_, std::memory_order_relaxed);
-      dirty_records_.fetch_sub(1, std::memory_order_relaxed);
-    }
-    n->dirty_count.store(n->dirty.size(), std::memory_order_release);
-    promotions_.fetch_add(1, std::memory_order_relaxed);
-    promoted_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+void PlatformShell::WaitPromotion(Node* n) noexcept {
+  while (n->promoting) n->promoted.Wait();
+}
+
+std::uint64_t PlatformShell::BaseLen(Node* n, std::uint64_t r) noexcept {
+  const std::uint64_t rs0 = r * rs_;
+  std::uint64_t end = n->committed_size;
+  if (const Record* f = n->flight.Find(r)) {
+    if (rs0 + f->len > end) end = rs0 + f->len;
   }
+  if (end > n->size) end = n->size;  // truncated since
+  if (end <= rs0) return 0;
+  return end - rs0 < rs_ ? end - rs0 : rs_;
+}
+
+void PlatformShell::Overlay(const Record& rec, std::uint64_t r, std::uint64_t off,
+                            std::uint64_t count, std::uint8_t* buf) const noexcept {
+  const std::uint64_t rs0 = r * rs_;
+  const std::uint64_t a = off > rs0 ? off : rs0;
+  const std::uint64_t b = (off + count) < rs0 + rs_ ? off + count : rs0 + rs_;
+  if (a >= b) return;
+  if (rec.complete) {
+    // The record is the whole truth for its range: bytes past len are a hole.
+    CopyBytes(buf + (a - off), rec.data + (a - rs0), static_cast<std::size_t>(b - a));
+    return;
+  }
+  for (std::uint64_t p = a; p < b;) {
+    const std::uint64_t sec = (p - rs0) / ss_;
+    const std::uint64_t sec_end = rs0 + (sec + 1) * ss_;
+    const std::uint64_t q = sec_end < b ? sec_end : b;
+    if (rec.valid & (1ull << sec))
+      CopyBytes(buf + (p - off), rec.data + (p - rs0), static_cast<std::size_t>(q - p));
+    p = q;
+  }
+}
+
+Status PlatformShell::CompleteRecord(Node* n, std::uint64_t r) noexcept {
+  // The bytes below must be stable: wait for an in-flight copy of this record to commit.
+  while (n->promoting && n->flight.Find(r)) n->promoted.Wait();
+  Record* rec = n->dirty.Find(r);
+  if (!rec || rec->complete) return Status();
+  const std::uint64_t rs0 = r * rs_;
+  const std::uint64_t base = BaseLen(n, r);
+  std::uint8_t* buf = GetBuffer();
+  if (!buf) return Status::NoMemory();
+  FillBytes(buf, 0, rs_);
+  if (base > 0) {
+    auto got = fs_->Read(n->id, rs0, static_cast<std::size_t>(base), buf);
+    if (!got.ok()) {
+      PutBuffer(buf);
+      return got.status();
+    }
+  }
+  rec = n->dirty.Find(r);  // (no insert happened, but stay robust)
+  Overlay(*rec, r, rs0, rs_, buf);
+  PutBuffer(rec->data);
+  rec->data = buf;
+  rec->complete = true;
+  rec->valid = all_valid_;
+  if (base > rec->len) rec->len = static_cast<std::uint32_t>(base);
+  sync_completions_.fetch_add(1, std::memory_order_relaxed);
   return Status();
 }
 
+Status PlatformShell::PromoteLocked(Node* n, Pick pick) noexcept {
+  WaitPromotion(n);
+  if (n->dirty.empty()) return Status();
+  struct Item {
+    std::uint64_t index;
+    Record rec;
+  };
+  std::vector<Item> items;
+  const std::uint64_t now = port::MonotonicNanos();
+  n->dirty.ForEach([&](const std::uint64_t& k, Record& r) {
+    bool take = true;
+    if (pick == Pick::kIdle) take = now - r.dirtied_ns >= opt_.idle_flush_ns;
+    if (pick == Pick::kFull) take = r.complete && r.len == rs_;
+    if (take) items.push_back(Item{k, r});
+  });
+  if (items.empty()) return Status();
+  Sort(items.data(), items.data() + items.size(),
+       [](const Item& a, const Item& b) { return a.index < b.index; });
+  // Into the in-flight set: readers overlay it, writers start new dirty records over it.
+  for (const Item& it : items) {
+    n->flight.Insert(it.index, it.rec);
+    n->dirty.Erase(it.index);
+  }
+  n->promoting = true;
+  const std::uint64_t size = n->size;
+  const NodeId id = n->id;
+  n->mu.Unlock();
+
+  constexpr std::size_t kBatch = 64;
+  Status st;
+  std::size_t done = 0;  // items committed
+  std::vector<std::uint8_t*> merged;
+  for (std::size_t i = 0; i < items.size() && st.ok(); i += kBatch) {
+    const std::size_t end = i + kBatch < items.size() ? i + kBatch : items.size();
+    std::vector<fs::Filesystem::RecordWrite> recs;
+    std::uint64_t bytes = 0;
+    // A partial record is merged with the committed bytes under it. Only this promotion
+    // changes them (truncate and friends wait for it), so they are read without the node lock.
+    for (std::size_t j = i; j < end && st.ok(); ++j) {
+      const Record& r = items[j].rec;
+      if (r.complete) {
+        recs.push_back(fs::Filesystem::RecordWrite{items[j].index, r.data, r.len});
+        bytes += r.len;
+        continue;
+      }
+      std::uint8_t* buf = GetBuffer();
+      if (!buf) {
+        st = Status::NoMemory();
+        break;
+      }
+      merged.push_back(buf);
+      FillBytes(buf, 0, rs_);
+      const std::uint64_t rs0 = items[j].index * rs_;
+      std::uint64_t len = r.len;
+      if (size > rs0) {
+        const std::uint64_t want = size - rs0 < rs_ ? size - rs0 : rs_;
+        auto got = fs_->Read(id, rs0, static_cast<std::size_t>(want), buf);
+        if (!got.ok()) {
+          st = got.status();
+          break;
+        }
+        if (*got > len) len = *got;
+      }
+      Overlay(r, items[j].index, rs0, rs_, buf);
+      partial_merges_.fetch_add(1, std::memory_order_relaxed);
+      recs.push_back(fs::Filesystem::RecordWrite{items[j].index, buf, len});
+      bytes += len;
+    }
+    if (!st.ok()) break;
+    // The file is at least as long as the end of the last record promoted; the logical size is
+    // committed with the final batch.
+    const bool last = end == items.size();
+    std::uint64_t min_size = last && pick != Pick::kIdle && pick != Pick::kFull ? size : 0;
+    for (const auto& rw : recs) {
+      const std::uint64_t e = rw.index * rs_ + rw.len;
+      if (e > min_size && e <= size) min_size = e;
+    }
+    st = fs_->WriteRecords(id, recs.data(), recs.size(), min_size, true);
+    for (std::uint8_t* b : merged) PutBuffer(b);
+    merged.clear();
+    if (!st.ok()) break;
+    n->mu.Lock();
+    for (std::size_t j = i; j < end; ++j) {
+      n->flight.Erase(items[j].index);
+      FreeRecord(&items[j].rec);
+    }
+    if (min_size > n->committed_size) n->committed_size = min_size;
+    n->dirty_count.store(n->dirty.size() + n->flight.size(), std::memory_order_release);
+    n->mu.Unlock();
+    done = end;
+    promotions_.fetch_add(1, std::memory_order_relaxed);
+    promoted_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  for (std::uint8_t* b : merged) PutBuffer(b);
+  n->mu.Lock();
+  if (!st.ok()) {
+    // Back into the dirty set, under any newer dirty record written meanwhile.
+    for (std::size_t j = done; j < items.size(); ++j) {
+      const std::uint64_t k = items[j].index;
+      Record old = items[j].rec;
+      n->flight.Erase(k);
+      if (Record* newer = n->dirty.Find(k)) {
+        if (newer->complete) {
+          FreeRecord(&old);
+          continue;
+        }
+        Overlay(*newer, k, k * rs_, rs_, old.data);
+        old.valid |= newer->valid;
+        if (newer->len > old.len) old.len = newer->len;
+        old.dirtied_ns = newer->dirtied_ns;
+        FreeRecord(newer);
+        *newer = old;
+      } else {
+        n->dirty.Insert(k, old);
+      }
+    }
+    n->deferred = st;
+    PERMFS_LOG(kWarn, "shell: promotion of node ", id, " failed: ", st.message());
+  }
+  n->dirty_count.store(n->dirty.size() + n->flight.size(), std::memory_order_release);
+  n->promoting = false;
+  n->promoted.SignalAll();
+  if (done > 0 && sink_) sink_->InvalidateAttrs(id);
+  return st;
+}
+
 Status PlatformShell::OverBudget(Node* current) noexcept {
-  if (dirty_bytes_.load(std::memory_order_relaxed) <= opt_.budget_bytes) return Status();
+  const std::uint64_t dirty = dirty_bytes_.load(std::memory_order_relaxed);
+  if (dirty > opt_.budget_bytes / 4) KickFlusher();
+  if (dirty <= opt_.budget_bytes) return Status();
   budget_promotions_.fetch_add(1, std::memory_order_relaxed);
   Status first;
   if (current) {
     MutexLock l(&current->mu);
-    first = PromoteLocked(current, false);
+    first = PromoteLocked(current, Pick::kAll);
   }
   if (dirty_bytes_.load(std::memory_order_relaxed) <= opt_.budget_bytes) return first;
   std::vector<NodeId> ids;
@@ -281,9 +478,74 @@ Status PlatformShell::OverBudget(Node* current) noexcept {
     PERMFS_PIN(n, id, false);
     if (!n) continue;
     MutexLock l(&n->mu);
-    PromoteLocked(n, false).IgnoreError();  // a failure is reported to that node's writer
+    PromoteLocked(n, Pick::kAll).IgnoreError();  // a failure is reported to that node's writer
   }
   return first;
+}
+
+// ---- The flusher ---------------------------------------------------------------------------
+
+void PlatformShell::KickFlusher() noexcept {
+  if (flusher_kicked_.exchange(true, std::memory_order_acq_rel)) return;
+  MutexLock l(&flusher_mu_);
+  flusher_cv_.Signal();
+}
+
+void PlatformShell::RunFlusher() noexcept {
+  MutexLock l(&flusher_mu_);
+  flusher_running_ = true;
+  while (!flusher_stop_) {
+    if (!flusher_kicked_.load(std::memory_order_acquire)) flusher_cv_.WaitFor(1000000000ull);
+    if (flusher_stop_) break;
+    flusher_kicked_.store(false, std::memory_order_release);
+    flusher_mu_.Unlock();
+    FlushSome();
+    flusher_mu_.Lock();
+  }
+  flusher_running_ = false;
+}
+
+void PlatformShell::StopFlusher() noexcept {
+  MutexLock l(&flusher_mu_);
+  flusher_stop_ = true;
+  flusher_cv_.SignalAll();
+}
+
+// Past a quarter of the budget: promote full records (a sequential writer's finished ones).
+// Past three quarters: promote everything of the nodes with the most dirty data until back
+// under half.
+void PlatformShell::FlushSome() noexcept {
+  const std::uint64_t quarter = opt_.budget_bytes / 4;
+  if (dirty_bytes_.load(std::memory_order_relaxed) <= quarter) return;
+  struct Cand {
+    NodeId id;
+    std::uint64_t count;
+  };
+  std::vector<Cand> cands;
+  {
+    MutexLock l(&table_mu_);
+    nodes_.ForEach([&](const NodeId& id, Node*& n) {
+      const std::uint64_t c = n->dirty_count.load(std::memory_order_relaxed);
+      if (c > 0) cands.push_back(Cand{id, c});
+    });
+  }
+  Sort(cands.data(), cands.data() + cands.size(),
+       [](const Cand& a, const Cand& b) { return a.count > b.count; });
+  for (const Cand& c : cands) {
+    if (dirty_bytes_.load(std::memory_order_relaxed) <= quarter) break;
+    PERMFS_PIN(n, c.id, false);
+    if (!n) continue;
+    MutexLock l(&n->mu);
+    if (PromoteLocked(n, Pick::kFull).ok()) flusher_promotions_.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (dirty_bytes_.load(std::memory_order_relaxed) <= 3 * quarter) return;
+  for (const Cand& c : cands) {
+    if (dirty_bytes_.load(std::memory_order_relaxed) <= opt_.budget_bytes / 2) break;
+    PERMFS_PIN(n, c.id, false);
+    if (!n) continue;
+    MutexLock l(&n->mu);
+    if (PromoteLocked(n, Pick::kAll).ok()) flusher_promotions_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 // ---- The seam ------------------------------------------------------------------------------
@@ -340,24 +602,11 @@ Result<std::size_t> PlatformShell::read(NodeId node, std::uint64_t off, std::siz
   PERMFS_ASSIGN_OR_RETURN(std::size_t got, fs_->Read(node, off, count, buf));
   if (got < count) FillBytes(buf + got, 0, count - got);
   if (n->dirty_count.load() > 0) {
+    // Committed bytes, then in-flight records, then dirty records over them.
     const std::uint64_t first = off / rs_, last = (off + count - 1) / rs_;
     for (std::uint64_t r = first; r <= last; ++r) {
-      Record* rec = n->dirty.Find(r);
-      if (!rec) continue;
-      const std::uint64_t rs0 = r * rs_;
-      const std::uint64_t a = off > rs0 ? off : rs0;
-      const std::uint64_t b = (off + count) < rs0 + rs_ ? off + count : rs0 + rs_;
-      for (std::uint64_t p = a; p < b;) {
-        const std::uint64_t in_rec = p - rs0;
-        if (in_rec < rec->len) {
-          std::uint64_t m = (b - rs0 < rec->len ? b - rs0 : rec->len) - in_rec;
-          CopyBytes(buf + (p - off), rec->data + in_rec, static_cast<std::size_t>(m));
-          p += m;
-        } else {
-          FillBytes(buf + (p - off), 0, static_cast<std::size_t>(b - p));
-          p = b;
-        }
-      }
+      if (const Record* f = n->flight.Find(r)) Overlay(*f, r, off, count, buf);
+      if (const Record* d = n->dirty.Find(r)) Overlay(*d, r, off, count, buf);
     }
   }
   return count;
@@ -381,46 +630,53 @@ Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* 
     if (len == 0) return Status();
     const std::uint64_t end = off + len;
     const std::uint64_t now = port::MonotonicNanos();
-    std::uint64_t fs_size = 0;
-    bool fs_size_known = false;
     for (std::uint64_t r = off / rs_; r <= (end - 1) / rs_; ++r) {
       const std::uint64_t rs0 = r * rs_;
       const std::uint64_t lo = (off > rs0 ? off : rs0) - rs0;
       const std::uint64_t hi = (end < rs0 + rs_ ? end : rs0 + rs_) - rs0;
-      Record* rec = n->dirty.Find(r);
-      if (!rec) {
-        Record nr;
-        nr.data = static_cast<std::uint8_t*>(port::Allocate(rs_, 64));
-        if (!nr.data) return Status::NoMemory();
-        // The record's committed bytes are needed unless this write covers all of them.
-        if (!fs_size_known) {
-          auto a = fs_->GetAttr(node);
-          if (!a.ok()) {
-            port::Deallocate(nr.data, rs_, 64);
-            return a.status();
-          }
-          fs_size = a->size;
-          fs_size_known = true;
-        }
-        std::uint64_t base = fs_size > rs0 ? (fs_size - rs0 < rs_ ? fs_size - rs0 : rs_) : 0;
-        if (n->size < rs0 + base) base = n->size > rs0 ? n->size - rs0 : 0;  // truncated since
-        if (base > 0 && (lo > 0 || hi < base)) {
-          auto got = fs_->Read(node, rs0, static_cast<std::size_t>(base), nr.data);
-          if (!got.ok()) {
-            port::Deallocate(nr.data, rs_, 64);
-            return got.status();
-          }
-          if (*got < base) FillBytes(nr.data + *got, 0, static_cast<std::size_t>(base - *got));
-        }
-        FillBytes(nr.data + base, 0, rs_ - static_cast<std::size_t>(base));
-        nr.len = static_cast<std::uint32_t>(base);
-        n->dirty.Insert(r, nr);
+      // CompleteRecord may wait for a promotion, which may take this record meanwhile: retry.
+      Record* rec = nullptr;
+      for (;;) {
         rec = n->dirty.Find(r);
-        dirty_bytes_.fetch_add(rs_, std::memory_order_relaxed);
-        dirty_records_.fetch_add(1, std::memory_order_relaxed);
-        n->dirty_count.store(n->dirty.size(), std::memory_order_release);
+        if (!rec) {
+          Record nr;
+          nr.data = GetBuffer();
+          if (!nr.data) return Status::NoMemory();
+          FillBytes(nr.data, 0, rs_);
+          // Complete when nothing lies below it or this write covers all of that; otherwise
+          // partial: the bytes below are merged at promotion, not read now.
+          const std::uint64_t base = BaseLen(n, r);
+          nr.complete = base == 0 || (lo == 0 && hi >= base);
+          nr.valid = nr.complete ? all_valid_ : 0;
+          n->dirty.Insert(r, nr);
+          rec = n->dirty.Find(r);
+          dirty_bytes_.fetch_add(rs_, std::memory_order_relaxed);
+          dirty_records_.fetch_add(1, std::memory_order_relaxed);
+          n->dirty_count.store(n->dirty.size() + n->flight.size(), std::memory_order_release);
+        }
+        if (rec->complete) break;
+        // A sector the write covers only in part keeps its other bytes: zeros if they lie past
+        // everything below, else the record must be completed first.
+        const std::uint64_t s_lo = lo / ss_, s_hi = (hi - 1) / ss_;
+        const std::uint64_t base = BaseLen(n, r);
+        bool need = false;
+        for (std::uint64_t sec : {s_lo, s_hi}) {
+          const std::uint64_t a = sec * ss_, b = a + ss_;
+          const bool whole = lo <= a && hi >= b;
+          if (!whole && !(rec->valid & (1ull << sec)) && a < base) need = true;
+        }
+        if (need) {
+          PERMFS_RETURN_IF_ERROR(CompleteRecord(n, r));
+          continue;
+        }
+        const std::uint64_t nbits = s_hi - s_lo + 1;
+        const std::uint64_t bits = nbits >= 64 ? ~0ull : ((1ull << nbits) - 1) << s_lo;
+        rec->valid |= bits & all_valid_;
+        // Every sector held: each one below the base was written whole, so the record now
+        // defines all of its bytes.
+        if (rec->valid == all_valid_) rec->complete = true;
+        break;
       }
-      if (lo > rec->len) FillBytes(rec->data + rec->len, 0, static_cast<std::size_t>(lo - rec->len));
       CopyBytes(rec->data + lo, data + (rs0 + lo - off), static_cast<std::size_t>(hi - lo));
       if (hi > rec->len) rec->len = static_cast<std::uint32_t>(hi);
       rec->dirtied_ns = now;
@@ -428,7 +684,7 @@ Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* 
     if (end > n->size) n->size = end;
     n->mtime_ns = port::WallClockNanos();
     if (opt_.sync_writes) {
-      PERMFS_RETURN_IF_ERROR(PromoteLocked(n, false));
+      PERMFS_RETURN_IF_ERROR(PromoteLocked(n, Pick::kAll));
       PERMFS_RETURN_IF_ERROR(fs_->Sync());
     }
   }
@@ -452,7 +708,7 @@ void PlatformShell::invalidate(NodeId node) noexcept {
     PERMFS_PIN(n, node, false);
     if (n) {
       MutexLock l(&n->mu);
-      if (n->dirty_count.load() == 0) n->attrs_loaded = false;
+      if (n->dirty_count.load() == 0 && !n->promoting) n->attrs_loaded = false;
     }
   }
   if (sink_) sink_->InvalidateNode(node);
@@ -464,7 +720,7 @@ Status PlatformShell::flush(NodeId node) noexcept {
   MutexLock l(&n->mu);
   Status deferred = n->deferred;
   n->deferred = Status();
-  Status st = PromoteLocked(n, false);
+  Status st = PromoteLocked(n, Pick::kAll);
   if (!deferred.ok()) return deferred;
   if (!st.ok()) n->deferred = Status();  // reported now
   return st;
@@ -633,11 +889,8 @@ Status PlatformShell::ReclaimIfUnused(NodeId id) noexcept {
   {
     // Dirty data of a file nobody can reach any more is simply dropped.
     MutexLock l(&n->mu);
-    n->dirty.ForEach([this](const std::uint64_t&, Record& r) {
-      port::Deallocate(r.data, rs_, 64);
-      dirty_bytes_.fetch_sub(rs_, std::memory_order_relaxed);
-      dirty_records_.fetch_sub(1, std::memory_order_relaxed);
-    });
+    WaitPromotion(n);
+    n->dirty.ForEach([this](const std::uint64_t&, Record& r) { FreeRecord(&r); });
     n->dirty.Clear();
     n->dirty_count.store(0, std::memory_order_release);
     n->deferred = Status();
@@ -675,8 +928,38 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     n->deferred = Status();
     return st;
   }
-  PERMFS_RETURN_IF_ERROR(PromoteLocked(n, false));
-  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->SetAttr(node, req));
+  if ((req.mask & fs::kSetSize) && n->attrs_loaded && req.size < n->size) {
+    // Dirty data past the new end is dropped, not promoted: a truncate must work on a full
+    // volume (and not write what it is about to free).
+    WaitPromotion(n);
+    std::vector<std::uint64_t> drop;
+    const std::uint64_t keep = (req.size + rs_ - 1) / rs_;  // records [0, keep) survive
+    n->dirty.ForEach([&](const std::uint64_t& k, Record&) {
+      if (k >= keep) drop.push_back(k);
+    });
+    for (std::uint64_t k : drop) {
+      FreeRecord(n->dirty.Find(k));
+      n->dirty.Erase(k);
+    }
+    if (Record* rec = req.size % rs_ ? n->dirty.Find(req.size / rs_) : nullptr) {
+      const std::uint32_t cut = static_cast<std::uint32_t>(req.size % rs_);
+      FillBytes(rec->data + cut, 0, rs_ - cut);
+      if (rec->len > cut) rec->len = cut;
+    }
+    n->size = req.size;
+    n->dirty_count.store(n->dirty.size() + n->flight.size(), std::memory_order_release);
+  }
+  Status promoted = PromoteLocked(n, Pick::kAll);
+  if (!promoted.ok()) {
+    n->deferred = Status();  // reported now
+    return promoted;
+  }
+  auto res = fs_->SetAttr(node, req);
+  if (!res.ok()) {
+    n->attrs_loaded = n->dirty_count.load() > 0;  // reload from the volume when clean
+    return res.status();
+  }
+  InodeRecord a = *res;
   if ((req.mask & fs::kSetMode) && !fs::IsSymlink(a.mode)) {
     auto acl = fs_->GetXattr(node, kAclAccess);
     if (!acl.ok() && acl.status().code() != Code::kNoData) return acl.status();
@@ -688,6 +971,7 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
   }
   n->mode = a.mode;
   n->size = a.size;
+  n->committed_size = a.size;
   n->mtime_ns = a.mtime_ns;
   n->attrs_loaded = true;
   return a;
@@ -727,16 +1011,17 @@ Status PlatformShell::fallocate(NodeId node, std::uint32_t mode, std::uint64_t o
                                 std::uint64_t len) noexcept {
   PERMFS_PIN(n, node, true);
   MutexLock l(&n->mu);
-  PERMFS_RETURN_IF_ERROR(PromoteLocked(n, false));
+  PERMFS_RETURN_IF_ERROR(PromoteLocked(n, Pick::kAll));
   PERMFS_RETURN_IF_ERROR(fs_->Fallocate(node, mode, off, len));
   n->attrs_loaded = false;
+  if (sink_) sink_->InvalidateAttrs(node);  // st_blocks
   return LoadNodeAttrs(n);
 }
 
 Result<std::uint64_t> PlatformShell::lseek(NodeId node, std::uint64_t off, int whence) noexcept {
   PERMFS_PIN(n, node, true);
   MutexLock l(&n->mu);
-  PERMFS_RETURN_IF_ERROR(PromoteLocked(n, false));
+  PERMFS_RETURN_IF_ERROR(PromoteLocked(n, Pick::kAll));
   if (whence == 3) return fs_->SeekData(node, off);
   if (whence == 4) return fs_->SeekHole(node, off);
   return Status::InvalidArgument("lseek whence must be SEEK_DATA or SEEK_HOLE");
@@ -757,7 +1042,7 @@ Status PlatformShell::Tick() noexcept {
     if (!n) continue;
     MutexLock l(&n->mu);
     std::uint64_t before = n->dirty_count.load();
-    PromoteLocked(n, true).IgnoreError();  // kept as the node's deferred error
+    PromoteLocked(n, Pick::kIdle).IgnoreError();  // kept as the node's deferred error
     if (n->dirty_count.load() < before) idle_promotions_.fetch_add(1, std::memory_order_relaxed);
   }
   return fs_->volume()->meta()->Tick(opt_.commit_interval_ns);
@@ -774,7 +1059,7 @@ Status PlatformShell::SyncAll() noexcept {
     PERMFS_PIN(n, id, false);
     if (!n) continue;
     MutexLock l(&n->mu);
-    Status st = PromoteLocked(n, false);
+    Status st = PromoteLocked(n, Pick::kAll);
     if (first.ok() && !st.ok()) first = st;
   }
   Status st = fs_->Sync();
@@ -783,6 +1068,9 @@ Status PlatformShell::SyncAll() noexcept {
 
 ShellStats PlatformShell::stats() const noexcept {
   ShellStats s;
+  s.flusher_promotions = flusher_promotions_.load();
+  s.partial_merges = partial_merges_.load();
+  s.sync_completions = sync_completions_.load();
   s.dirty_bytes = dirty_bytes_.load();
   s.dirty_records = dirty_records_.load();
   s.promotions = promotions_.load();

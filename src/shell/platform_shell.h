@@ -3,16 +3,27 @@
 // never by path.
 //
 // The hot tier. write() puts bytes into dirty records of that node, in memory, visible to
-// read() and attrs() at once. They are promoted — turned into chunks, with the chunk map and
-// inode committed in one transaction — by:
+// read() and attrs() at once. A dirty record is either complete (it holds the record's bytes) or
+// partial: a write that does not cover the record's existing bytes keeps only the sectors it
+// wrote (a 64-bit valid mask, sector = record_size / 64) and the rest is merged from the
+// committed record when the record is promoted — so a small write never waits for a read
+// (except an unaligned write into a sector not yet held, which completes the record first).
+// Records are promoted — turned into chunks, with the chunk map and inode committed in one
+// transaction — by:
 //   flush()   (every close of a file descriptor),
 //   fsync()   (then waits until the transaction is durable),
 //   release() (last close of an open; also retires the open state and, for an unlinked file,
 //              reclaims it once nothing refers to it),
-//   Tick()    (records idle for longer than idle_flush_ns), and
+//   Tick()    (records idle for longer than idle_flush_ns),
+//   the flusher (RunFlusher(), on a host thread: full records once the hot tier passes a
+//              quarter of its budget, everything of the fullest nodes past three quarters), and
 //   the memory budget (a write that takes the hot tier past budget_bytes promotes first),
-// so memory stays bounded whatever the workload. A promotion that fails (no space, I/O error)
-// keeps the dirty data and reports the error at the next write/flush/fsync of that node.
+// so memory stays bounded whatever the workload. A promotion takes records out of the dirty
+// set into the node's in-flight set and hashes, writes and commits them with no shell lock
+// held: reads and writes of the node go on meanwhile (reads see in-flight data; a write to an
+// in-flight record starts a new dirty record over it). One promotion runs per node at a time.
+// A promotion that fails (no space, I/O error) keeps the dirty data and reports the error at the
+// next write/flush/fsync of that node.
 //
 // Per-call contracts (errors are Status values; ToErrno() gives the errno):
 //   lookup(parent, name)         -> attributes; +1 lookup reference on the node (see forget)
@@ -27,9 +38,12 @@
 //   open(node) / opendir(node)   -> +1 open count (release/releasedir drop it)
 //   create/mkdir/mknod/symlink/link/unlink/rmdir/rename/setattr/readlink, xattr get/set/list/
 //   remove, statfs, fallocate, lseek (data/hole): as fs::Filesystem, with the hot tier folded in.
+// After a promotion the shell tells the sink the node's attributes changed (st_blocks), so an
+// adapter may cache attributes for long.
 //
 // Thread-safety: every call may run concurrently from any thread. Lock order: shell table lock
 // (short, never held across a call into fs) -> node lock -> fs inode stripe -> metadata lock.
+// The pool and flusher locks are leaves.
 #pragma once
 
 #include <atomic>
@@ -54,12 +68,15 @@ struct ShellOptions {
 };
 
 struct ShellStats {
-  std::uint64_t dirty_bytes = 0;
+  std::uint64_t dirty_bytes = 0;   // dirty and in-flight records (record_size each)
   std::uint64_t dirty_records = 0;
   std::uint64_t promotions = 0;
   std::uint64_t promoted_bytes = 0;
   std::uint64_t budget_promotions = 0;
   std::uint64_t idle_promotions = 0;
+  std::uint64_t flusher_promotions = 0;
+  std::uint64_t partial_merges = 0;    // partial records merged with committed data
+  std::uint64_t sync_completions = 0;  // writes that had to read a record first
   std::uint64_t nodes = 0;
 };
 
@@ -68,6 +85,9 @@ class InvalidationSink {
  public:
   virtual void InvalidateNode(NodeId node) noexcept = 0;
   virtual void InvalidateEntry(NodeId parent, const std::string& name) noexcept = 0;
+  // The node's attributes (not its data) changed behind the adapter, e.g. st_blocks after a
+  // promotion. May be called with shell locks held: must only queue, never call the shell.
+  virtual void InvalidateAttrs(NodeId node) noexcept = 0;
 
  protected:
   ~InvalidationSink() = default;
@@ -139,16 +159,35 @@ class PlatformShell {
   Status Tick() noexcept;
   // Promotes everything, reclaims unlinked nodes with no users, and makes it all durable.
   Status SyncAll() noexcept;
+  // The background flusher: runs on a thread the host provides until StopFlusher(). Optional
+  // (without it, budget promotions happen in the writing thread).
+  void RunFlusher() noexcept;
+  void StopFlusher() noexcept;
   ShellStats stats() const noexcept;
 
  private:
   struct Record;
   struct Node;
 
+  enum class Pick { kAll, kIdle, kFull };
+
   Node* GetNode(NodeId id, bool create) noexcept;
   void MaybeDropNode(NodeId id) noexcept;
   Status LoadNodeAttrs(Node* n) noexcept;            // node lock held
-  Status PromoteLocked(Node* n, bool idle_only) noexcept;  // node lock held
+  // Node lock held on entry and exit; released while the records are written.
+  Status PromoteLocked(Node* n, Pick pick) noexcept;
+  void WaitPromotion(Node* n) noexcept;              // node lock held
+  // Bytes of record r below the dirty layer (committed or in flight), clamped to the size.
+  std::uint64_t BaseLen(Node* n, std::uint64_t r) noexcept;  // node lock held
+  // Turns the partial dirty record r into a complete one (reads the bytes below it).
+  Status CompleteRecord(Node* n, std::uint64_t r) noexcept;  // node lock held
+  void Overlay(const Record& rec, std::uint64_t r, std::uint64_t off, std::uint64_t count,
+               std::uint8_t* buf) const noexcept;
+  std::uint8_t* GetBuffer() noexcept;
+  void PutBuffer(std::uint8_t* p) noexcept;
+  void FreeRecord(Record* rec) noexcept;
+  void KickFlusher() noexcept;
+  void FlushSome() noexcept;
   Status ReclaimIfUnused(NodeId id) noexcept;
   void NoteOrphan(std::uint64_t ino) noexcept;
   Status OverBudget(Node* current) noexcept;
@@ -166,13 +205,27 @@ class PlatformShell {
   const std::uint32_t rs_;
   InvalidationSink* sink_ = nullptr;
 
+  const std::uint32_t ss_;  // sector of the valid mask: rs_ / 64
+  std::uint64_t all_valid_;  // mask with one bit per sector
+
   mutable Mutex table_mu_;
   HashMap<NodeId, Node*> nodes_ PERMFS_GUARDED_BY(table_mu_);
+
+  // Free record buffers (faulted-in memory; no mmap/munmap per record).
+  Mutex pool_mu_;
+  std::vector<std::uint8_t*> pool_ PERMFS_GUARDED_BY(pool_mu_);
+  std::size_t pool_cap_;
+
+  Mutex flusher_mu_;
+  CondVar flusher_cv_{&flusher_mu_};
+  bool flusher_stop_ PERMFS_GUARDED_BY(flusher_mu_) = false;
+  bool flusher_running_ PERMFS_GUARDED_BY(flusher_mu_) = false;
+  std::atomic<bool> flusher_kicked_{false};
 
   std::atomic<std::uint64_t> dirty_bytes_{0};
   std::atomic<std::uint64_t> dirty_records_{0};
   std::atomic<std::uint64_t> promotions_{0}, promoted_bytes_{0}, budget_promotions_{0},
-      idle_promotions_{0};
+      idle_promotions_{0}, flusher_promotions_{0}, partial_merges_{0}, sync_completions_{0};
   std::uint64_t last_commit_check_ns_ = 0;
 };
 

@@ -1,0 +1,308 @@
+// PlatformShell hot tier: partial records merged at promotion, in-flight records, the flusher,
+// the budget, and errors — always against a byte model of each file, through remounts and fsck.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fs/fs_fixture.h"
+#include "shell/platform_shell.h"
+
+namespace permfs::shell {
+namespace {
+
+using fs::test::FsFixture;
+
+class ShellTest : public FsFixture {
+ protected:
+  void SetUp() override { Make(16384); }
+  void TearDown() override {
+    StopShell();
+    FsFixture::TearDown();
+  }
+  void StartShell(ShellOptions o = {}) {
+    opt_ = o;
+    shell_ = std::make_unique<PlatformShell>(fs_.get(), o);
+  }
+  void StopShell() {
+    if (!shell_) return;
+    EXPECT_TRUE(shell_->SyncAll().ok());
+    shell_.reset();
+  }
+  std::uint64_t NewFile(const std::string& name) {
+    auto r = fs_->Create(1, name, fs::kTypeRegular | 0644, 0, cred_, true);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? r->ino : 0;
+  }
+  static std::string Pattern(std::size_t n, std::uint32_t seed) {
+    std::string s(n, '\0');
+    std::mt19937 g(seed);
+    for (char& c : s) c = static_cast<char>(g());
+    return s;
+  }
+  Status Write(std::uint64_t ino, std::uint64_t off, const std::string& s) {
+    return shell_->write(ino, off, reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+  }
+  std::string ShellRead(std::uint64_t ino, std::uint64_t off, std::size_t n) {
+    std::string out(n, '\x55');
+    auto r = shell_->read(ino, off, n, reinterpret_cast<std::uint8_t*>(out.data()));
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    out.resize(r.ok() ? *r : 0);
+    return out;
+  }
+  static void ModelWrite(std::string* m, std::uint64_t off, const std::string& s) {
+    if (m->size() < off + s.size()) m->resize(off + s.size(), '\0');
+    m->replace(off, s.size(), s);
+  }
+  void ExpectFile(std::uint64_t ino, const std::string& model, const char* where) {
+    auto a = shell_->attrs(ino);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a->size, model.size()) << where;
+    EXPECT_TRUE(ShellRead(ino, 0, model.size() + 100) == model) << where;
+  }
+
+  ShellOptions opt_;
+  std::unique_ptr<PlatformShell> shell_;
+};
+
+TEST_F(ShellTest, AlignedSmallWritesDoNotReadAndMergeAtPromotion) {
+  const std::uint64_t ino = NewFile("f");
+  std::string model = Pattern(300000, 1);  // ~4.6 records, last one short
+  ASSERT_TRUE(WriteStr(ino, 0, model).ok());
+  StartShell();
+  // 4 KiB writes at aligned offsets in committed records: no synchronous read.
+  for (std::uint64_t off : {4096ull, 65536ull + 8192, 3 * 65536ull + 61440, 4 * 65536ull + 4096}) {
+    std::string d = Pattern(4096, static_cast<std::uint32_t>(off));
+    ASSERT_TRUE(Write(ino, off, d).ok());
+    ModelWrite(&model, off, d);
+  }
+  EXPECT_EQ(shell_->stats().sync_completions, 0u);
+  ExpectFile(ino, model, "before promotion");
+  ASSERT_TRUE(shell_->flush(ino).ok());
+  EXPECT_EQ(shell_->stats().partial_merges, 4u);
+  EXPECT_EQ(shell_->stats().dirty_bytes, 0u);
+  ExpectFile(ino, model, "after promotion");
+  StopShell();
+  Remount();
+  EXPECT_EQ(ReadAll(ino), model);
+}
+
+TEST_F(ShellTest, UnalignedWriteIntoCommittedSectorCompletesTheRecord) {
+  const std::uint64_t ino = NewFile("f");
+  std::string model = Pattern(100000, 2);
+  ASSERT_TRUE(WriteStr(ino, 0, model).ok());
+  StartShell();
+  std::string d = Pattern(10, 3);
+  ASSERT_TRUE(Write(ino, 5000, d).ok());
+  ModelWrite(&model, 5000, d);
+  EXPECT_EQ(shell_->stats().sync_completions, 1u);
+  ExpectFile(ino, model, "dirty");
+  // An unaligned write past the committed end needs no read (the bytes there are zeros).
+  std::string e = Pattern(333, 4);
+  ASSERT_TRUE(Write(ino, 100000 + 70000, e).ok());
+  ModelWrite(&model, 170000, e);
+  EXPECT_EQ(shell_->stats().sync_completions, 1u);
+  ExpectFile(ino, model, "extended");
+  ASSERT_TRUE(shell_->flush(ino).ok());
+  ExpectFile(ino, model, "promoted");
+  StopShell();
+  Remount();
+  EXPECT_EQ(ReadAll(ino), model);
+}
+
+TEST_F(ShellTest, PartialRecordFullyOverwrittenBecomesComplete) {
+  const std::uint64_t ino = NewFile("f");
+  std::string model = Pattern(65536, 5);
+  ASSERT_TRUE(WriteStr(ino, 0, model).ok());
+  StartShell();
+  for (std::uint64_t off = 65536 - 4096;; off -= 4096) {  // backwards: partial until the end
+    std::string d = Pattern(4096, static_cast<std::uint32_t>(off + 7));
+    ASSERT_TRUE(Write(ino, off, d).ok());
+    ModelWrite(&model, off, d);
+    if (off == 0) break;
+  }
+  ASSERT_TRUE(shell_->flush(ino).ok());
+  EXPECT_EQ(shell_->stats().partial_merges, 0u);  // complete by the time it was promoted
+  ExpectFile(ino, model, "promoted");
+}
+
+// Random writes (aligned and not), reads, truncates, flushes and idle/budget promotions on
+// three files against a byte model; then remount and fsck.
+TEST_F(ShellTest, RandomOpsMatchModel) {
+  for (std::uint32_t seed = 1; seed <= 4; ++seed) {
+    SCOPED_TRACE(seed);
+    std::mt19937_64 g(seed);
+    std::vector<std::uint64_t> inos;
+    std::vector<std::string> models(3);
+    for (int i = 0; i < 3; ++i) inos.push_back(NewFile("r" + std::to_string(seed) + "_" + std::to_string(i)));
+    ShellOptions o;
+    o.budget_bytes = 8 * 65536;  // budget promotions happen often
+    o.idle_flush_ns = 0;         // Tick promotes everything
+    StartShell(o);
+    for (int op = 0; op < 1500; ++op) {
+      const std::size_t f = g() % 3;
+      std::string& m = models[f];
+      const unsigned kind = static_cast<unsigned>(g() % 100);
+      if (kind < 60) {
+        std::uint64_t off = g() % (600 * 1024);
+        std::size_t len = 1 + g() % 20000;
+        if (g() % 2) off &= ~std::uint64_t{4095}, len = 4096 * (1 + g() % 4);
+        std::string d = Pattern(len, static_cast<std::uint32_t>(g()));
+        ASSERT_TRUE(Write(inos[f], off, d).ok());
+        ModelWrite(&m, off, d);
+      } else if (kind < 80) {
+        const std::uint64_t off = m.empty() ? 0 : g() % (m.size() + 1000);
+        const std::size_t len = 1 + g() % 150000;
+        std::string want = off < m.size() ? m.substr(off, len) : std::string();
+        ASSERT_EQ(ShellRead(inos[f], off, len), want) << "op " << op;
+      } else if (kind < 86) {
+        fs::SetAttrRequest r;
+        r.mask = fs::kSetSize;
+        r.size = g() % (700 * 1024);
+        ASSERT_TRUE(shell_->setattr(inos[f], r).ok());
+        m.resize(r.size, '\0');
+      } else if (kind < 93) {
+        ASSERT_TRUE(shell_->flush(inos[f]).ok());
+      } else if (kind < 97) {
+        ASSERT_TRUE(shell_->Tick().ok());
+      } else {
+        ASSERT_TRUE(shell_->fsync(inos[f], false).ok());
+      }
+    }
+    for (int i = 0; i < 3; ++i) ExpectFile(inos[i], models[i], "end");
+    StopShell();
+    Remount();
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(ReadAll(inos[i]), models[i]);
+  }
+}
+
+// Writers, a reader and the flusher on one file at once, with a budget small enough that the
+// flusher and budget promotions run all the time. Each writer owns its own byte ranges, so the
+// final contents are known; reads must always see a consistent snapshot of each 4 KiB block.
+TEST_F(ShellTest, ConcurrentWritersReaderAndFlusher) {
+  const std::uint64_t ino = NewFile("c");
+  std::string base = Pattern(2 << 20, 9);
+  ASSERT_TRUE(WriteStr(ino, 0, base).ok());
+  ShellOptions o;
+  o.budget_bytes = 16 * 65536;
+  StartShell(o);
+  std::thread flusher([this] { shell_->RunFlusher(); });
+  constexpr int kWriters = 2;
+  std::vector<std::string> finals(kWriters);
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  // Every 4 KiB block holds one repeated byte, so a torn read shows up as mixed bytes.
+  std::string init(2 << 20, '\0');
+  for (std::size_t b = 0; b < init.size() / 4096; ++b)
+    std::fill(init.begin() + static_cast<long>(b * 4096), init.begin() + static_cast<long>((b + 1) * 4096), static_cast<char>(b % 7 + 1));
+  ASSERT_TRUE(Write(ino, 0, init).ok());
+  ASSERT_TRUE(shell_->flush(ino).ok());
+  std::thread reader([&] {
+    std::mt19937 g(77);
+    std::string buf(4096, '\0');
+    while (!done.load()) {
+      const std::uint64_t blk = g() % 512;
+      auto r = shell_->read(ino, blk * 4096, 4096, reinterpret_cast<std::uint8_t*>(buf.data()));
+      if (!r.ok() || *r != 4096) {
+        bad++;
+        continue;
+      }
+      for (char c : buf)
+        if (c != buf[0]) {
+          bad++;
+          break;
+        }
+    }
+  });
+  std::vector<std::thread> writers;
+  std::vector<std::string> models(kWriters, init);
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      std::mt19937 g(static_cast<unsigned>(w + 100));
+      for (int i = 0; i < 3000; ++i) {
+        std::uint64_t blk = g() % 256 * 2 + static_cast<unsigned>(w);  // writer w owns blocks of parity w
+        const char v = static_cast<char>('A' + g() % 26);
+        std::string d(4096, v);
+        if (!Write(ino, blk * 4096, d).ok()) bad++;
+        models[w].replace(blk * 4096, 4096, d);
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  done.store(true);
+  reader.join();
+  shell_->StopFlusher();
+  flusher.join();
+  EXPECT_EQ(bad.load(), 0);
+  std::string want = init;
+  for (std::size_t blk = 0; blk < 512; ++blk) {
+    const std::string& m = models[blk % 2];
+    want.replace(blk * 4096, 4096, m, blk * 4096, 4096);
+  }
+  ExpectFile(ino, want, "after writers");
+  EXPECT_GT(shell_->stats().flusher_promotions + shell_->stats().budget_promotions, 0u);
+  StopShell();
+  Remount();
+  EXPECT_EQ(ReadAll(ino), want);
+}
+
+TEST_F(ShellTest, SequentialWriterIsPromotedByTheFlusher) {
+  const std::uint64_t ino = NewFile("s");
+  ShellOptions o;
+  o.budget_bytes = 64 * 65536;
+  StartShell(o);
+  std::thread flusher([this] { shell_->RunFlusher(); });
+  std::string model;
+  for (int i = 0; i < 400; ++i) {
+    std::string d = Pattern(32768, static_cast<std::uint32_t>(i));
+    ASSERT_TRUE(Write(ino, model.size(), d).ok());
+    model += d;
+    EXPECT_LE(shell_->stats().dirty_bytes, o.budget_bytes + 65536);
+  }
+  shell_->StopFlusher();
+  flusher.join();
+  ExpectFile(ino, model, "written");
+  StopShell();
+  Remount();
+  EXPECT_EQ(ReadAll(ino), model);
+}
+
+// A promotion that fails keeps the data in memory (readable) and reports the error once.
+TEST_F(ShellTest, FailedPromotionKeepsDataAndReportsError) {
+  Unmount();
+  Make(2048);  // 8 MiB volume
+  const std::uint64_t ino = NewFile("big");
+  StartShell();
+  std::string model;
+  for (int i = 0; i < 200; ++i) {  // 12.5 MiB: more than the volume holds
+    std::string d = Pattern(65536, static_cast<std::uint32_t>(i + 1000));
+    ASSERT_TRUE(Write(ino, model.size(), d).ok());
+    model += d;
+  }
+  Status st = shell_->flush(ino);
+  EXPECT_TRUE(st.IsNoSpace()) << st.message();
+  ExpectFile(ino, model, "after failed promotion");
+  // Shrinking the file makes the rest fit.
+  fs::SetAttrRequest r;
+  r.mask = fs::kSetSize;
+  r.size = 1 << 20;
+  st = shell_->setattr(ino, r).status();
+  if (!st.ok()) {
+    EXPECT_TRUE(st.IsNoSpace());
+    st = shell_->setattr(ino, r).status();
+  }
+  ASSERT_TRUE(st.ok()) << st.message();
+  model.resize(1 << 20);
+  ASSERT_TRUE(shell_->flush(ino).ok());
+  ExpectFile(ino, model, "after truncate");
+  StopShell();
+  Remount();
+  EXPECT_EQ(ReadAll(ino), model);
+}
+
+}  // namespace
+}  // namespace permfs::shell

@@ -499,10 +499,14 @@ void PlatformShell::RunFlusher() noexcept {
     if (flusher_stop_) break;
     flusher_kicked_.store(false, std::memory_order_release);
     flusher_mu_.Unlock();
+    DrainReclaims();
     FlushSome();
     flusher_mu_.Lock();
   }
   flusher_running_ = false;
+  flusher_mu_.Unlock();
+  DrainReclaims();
+  flusher_mu_.Lock();
 }
 
 void PlatformShell::StopFlusher() noexcept {
@@ -574,7 +578,27 @@ void PlatformShell::forget(NodeId node, std::uint64_t nlookup) noexcept {
     n->lookups = n->lookups > nlookup ? n->lookups - nlookup : 0;
     reclaim = n->orphan && n->lookups == 0 && n->opens == 0;
   }
-  if (reclaim) ReclaimIfUnused(node).IgnoreError();
+  if (!reclaim) return;
+  // FORGET has no reply: with a flusher the reclaim (a transaction) runs there, in batches,
+  // off the request path. The orphan record keeps it crash-safe meanwhile.
+  {
+    MutexLock l(&flusher_mu_);
+    if (flusher_running_ && !flusher_stop_) {
+      reclaims_.push_back(node);
+      if (!flusher_kicked_.exchange(true, std::memory_order_acq_rel)) flusher_cv_.Signal();
+      return;
+    }
+  }
+  ReclaimIfUnused(node).IgnoreError();
+}
+
+void PlatformShell::DrainReclaims() noexcept {
+  std::vector<NodeId> ids;
+  {
+    MutexLock l(&flusher_mu_);
+    ids.swap(reclaims_);
+  }
+  for (NodeId id : ids) ReclaimIfUnused(id).IgnoreError();
 }
 
 Result<InodeRecord> PlatformShell::attrs(NodeId node) noexcept {
@@ -928,6 +952,22 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     n->deferred = Status();
     return st;
   }
+  bool orphan;
+  {
+    MutexLock t(&table_mu_);
+    orphan = n->orphan && n->opens == 0;
+  }
+  if (orphan && (req.mask & ~(fs::kSetAtime | fs::kSetMtime | fs::kSetCtime)) == 0) {
+    // Times of an unlinked file (the kernel writes its cached ctime back when it evicts the
+    // inode right after the unlink): nothing can see them once the last user goes, so they are
+    // not committed — a transaction per `rm`ed file for nothing.
+    PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(node));
+    if (req.mask & fs::kSetAtime) a.atime_ns = req.atime_ns;
+    if (req.mask & fs::kSetMtime) a.mtime_ns = req.mtime_ns;
+    if (req.mask & fs::kSetCtime) a.ctime_ns = req.ctime_ns;
+    if (n->attrs_loaded) a.size = n->size;
+    return a;
+  }
   if ((req.mask & fs::kSetSize) && n->attrs_loaded && req.size < n->size) {
     // Dirty data past the new end is dropped, not promoted: a truncate must work on a full
     // volume (and not write what it is about to free).
@@ -1049,6 +1089,7 @@ Status PlatformShell::Tick() noexcept {
 }
 
 Status PlatformShell::SyncAll() noexcept {
+  DrainReclaims();
   std::vector<NodeId> ids;
   {
     MutexLock l(&table_mu_);

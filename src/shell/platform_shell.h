@@ -27,7 +27,8 @@
 //
 // Per-call contracts (errors are Status values; ToErrno() gives the errno):
 //   lookup(parent, name)         -> attributes; +1 lookup reference on the node (see forget)
-//   forget(node, n)              -> drops n lookup references
+//   forget(node, n)              -> drops n lookup references (an unlinked node without users is
+//                                   reclaimed: by the flusher if one runs, else at once)
 //   attrs(node)                  -> attributes including unpromoted size/mtime
 //   read(node, off, buf)         -> bytes read (short at EOF); dirty data included
 //   write(node, off, data)       -> all bytes accepted or an error (EFBIG, ENOSPC deferred, ...)
@@ -187,6 +188,7 @@ class PlatformShell {
   void PutBuffer(std::uint8_t* p) noexcept;
   void FreeRecord(Record* rec) noexcept;
   void KickFlusher() noexcept;
+  void DrainReclaims() noexcept;
   void FlushSome() noexcept;
   Status ReclaimIfUnused(NodeId id) noexcept;
   void NoteOrphan(std::uint64_t ino) noexcept;
@@ -221,6 +223,7 @@ class PlatformShell {
   bool flusher_stop_ PERMFS_GUARDED_BY(flusher_mu_) = false;
   bool flusher_running_ PERMFS_GUARDED_BY(flusher_mu_) = false;
   std::atomic<bool> flusher_kicked_{false};
+  std::vector<NodeId> reclaims_ PERMFS_GUARDED_BY(flusher_mu_);  // orphans for the flusher
 
   std::atomic<std::uint64_t> dirty_bytes_{0};
   std::atomic<std::uint64_t> dirty_records_{0};

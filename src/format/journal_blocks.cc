@@ -58,12 +58,46 @@ Result<DescriptorPayload> DecodeDescriptor(const std::uint8_t* b, std::size_t bl
   return d;
 }
 
+void EncodeManifest(std::uint8_t* b, std::size_t block_size, const ManifestPayload& m,
+                    const ManifestEntry* entries) noexcept {
+  Writer w(b + kMetaHeaderSize, block_size - kMetaHeaderSize);
+  w.U32(m.index);
+  w.U32(m.count);
+  w.U64(0);
+  for (std::uint32_t i = 0; i < m.count; ++i) {
+    w.U64(entries[i].block);
+    w.U32(entries[i].length);
+    w.U32(entries[i].crc);
+  }
+  w.Zeros(w.remaining());
+}
+
+Result<ManifestPayload> DecodeManifest(const std::uint8_t* b, std::size_t block_size,
+                                       ManifestEntry* entries) noexcept {
+  Reader r(b + kMetaHeaderSize, block_size - kMetaHeaderSize);
+  ManifestPayload m;
+  m.index = r.U32();
+  m.count = r.U32();
+  const std::uint64_t reserved = r.U64();
+  if (reserved != 0) return Status::Corruption("journal manifest: reserved bytes set");
+  if (m.count == 0 || m.count > ManifestCapacity(block_size))
+    return Status::Corruption("journal manifest: bad entry count");
+  for (std::uint32_t i = 0; i < m.count; ++i) {
+    entries[i].block = r.U64();
+    entries[i].length = r.U32();
+    entries[i].crc = r.U32();
+    if (entries[i].length == 0) return Status::Corruption("journal manifest: empty extent");
+  }
+  if (!r.ok()) return Status::Corruption("journal manifest: truncated");
+  return m;
+}
+
 void EncodeCommit(std::uint8_t* b, std::size_t block_size, const CommitPayload& c) noexcept {
   Writer w(b + kMetaHeaderSize, block_size - kMetaHeaderSize);
   w.U32(c.descriptors);
   w.U32(c.data_blocks);
   w.U32(c.chained_crc);
-  w.U32(0);
+  w.U32(c.manifest_blocks);
   w.I64(c.commit_time_ns);
   w.Zeros(w.remaining());
 }
@@ -74,7 +108,7 @@ Result<CommitPayload> DecodeCommit(const std::uint8_t* b, std::size_t block_size
   c.descriptors = r.U32();
   c.data_blocks = r.U32();
   c.chained_crc = r.U32();
-  r.U32();
+  c.manifest_blocks = r.U32();
   c.commit_time_ns = r.I64();
   if (!r.ok() || c.descriptors == 0) return Status::Corruption("journal commit: malformed");
   return c;

@@ -16,6 +16,7 @@ const char* BlockTypeName(BlockType t) noexcept {
     case BlockType::kBitmap: return "bitmap";
     case BlockType::kBTreeLeaf: return "btree-leaf";
     case BlockType::kBTreeInternal: return "btree-internal";
+    case BlockType::kJournalManifest: return "journal-manifest";
   }
   return "unknown";
 }

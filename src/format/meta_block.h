@@ -1,7 +1,7 @@
 // The common header of every metadata block, and its checksum rule (docs/FORMAT.md §3).
 //
-// Every metadata block (superblock copies, volume root, journal header/descriptor/commit,
-// allocation bitmaps, B+tree nodes) starts with this 64-byte header:
+// Every metadata block (superblock copies, volume root, journal header, descriptor, manifest and
+// commit blocks, allocation bitmaps, B+tree nodes) starts with this 64-byte header:
 //
 //   off size field
 //    0   4   magic        0x424D4650 ("PFMB" little endian)
@@ -41,6 +41,7 @@ enum class BlockType : std::uint16_t {
   kBitmap = 6,
   kBTreeLeaf = 7,
   kBTreeInternal = 8,
+  kJournalManifest = 9,  // data manifest of a journal transaction (FORMAT.md §6.2)
 };
 
 const char* BlockTypeName(BlockType t) noexcept;

@@ -132,6 +132,7 @@ Result<Superblock> PlanLayout(const LayoutOptions& opt) noexcept {
       (opt.record_size & (opt.record_size - 1)))
     return Status::InvalidArgument("record size must be a power of two from 4 KiB to 1 MiB");
   s.record_size = opt.record_size;
+  s.incompat = opt.journal_manifest ? kIncompatJournalManifest : 0;
   std::uint64_t jb = opt.journal_blocks;
   if (jb == 0) {
     jb = s.block_count / 64;

@@ -27,11 +27,17 @@ inline constexpr std::uint32_t kMaxShards = 65535;
 // Bytes at the start of a bitmap block's payload before the bits (free count + reserved).
 inline constexpr std::size_t kBitmapPayloadHeader = 16;
 
-// Feature flags. A mount refuses a volume with an unknown incompat bit, mounts read-only with an
-// unknown ro_compat bit, and ignores unknown compat bits.
+// Feature flags (docs/FORMAT.md §4.3). A mount refuses a volume with an unknown incompat bit,
+// mounts read-only with an unknown ro_compat bit, and ignores unknown compat bits.
 inline constexpr std::uint64_t kCompatKnown = 0;
 inline constexpr std::uint64_t kRoCompatKnown = 0;
-inline constexpr std::uint64_t kIncompatKnown = 0;
+// incompat bit 0, "journal_manifest": journal transactions may carry data manifest blocks
+// (§6.2) and file data is not flushed before the commit that references it; replay must verify
+// every manifest extent before applying a transaction. A reader that does not know the bit would
+// misread such a journal, so it must refuse the volume. Set by mkfs (PlanLayout) by default; a
+// volume without it gets the older protocol (flush data, then write the journal).
+inline constexpr std::uint64_t kIncompatJournalManifest = 1ull << 0;
+inline constexpr std::uint64_t kIncompatKnown = kIncompatJournalManifest;
 
 struct Superblock {
   std::uint32_t format_version = kFormatVersion;
@@ -82,6 +88,7 @@ struct LayoutOptions {
   std::uint32_t record_size = 65536;
   std::uint64_t shard_blocks_hint = 0;  // 0 = one bitmap block per shard
   const char* label = "";
+  bool journal_manifest = true;  // set incompat kIncompatJournalManifest (false: tests, old tools)
 };
 
 // Computes the layout of a new volume. The caller fills uuid and mkfs time.

@@ -27,7 +27,9 @@ struct MetaStore::Entry {
 
 MetaStore::MetaStore(const block::BlockIo* io, const format::Superblock& sb,
                      const MetaStoreOptions& opt) noexcept
-    : io_(io), sb_(sb), bs_(sb.block_size), opt_(opt), log_(io, sb), commit_cv_(&commit_mu_) {
+    : io_(io), sb_(sb), bs_(sb.block_size), opt_(opt),
+      manifest_enabled_((sb.incompat & format::kIncompatJournalManifest) != 0), log_(io, sb),
+      commit_cv_(&commit_mu_) {
   max_txn_blocks_ = log_.MaxTransactionBlocks();
   commit_threshold_ = opt.commit_threshold_blocks ? opt.commit_threshold_blocks
                                                   : max_txn_blocks_ / 4;
@@ -160,7 +162,7 @@ void MetaStore::Unpin(Entry* e) noexcept {
 
 WriteTxn::WriteTxn(WriteTxn&& o) noexcept
     : store_(o.store_), seq_(o.seq_), epoch_(o.epoch_), dirty_start_(o.dirty_start_),
-      use_reserve_(o.use_reserve_),
+      manifest_start_(o.manifest_start_), use_reserve_(o.use_reserve_),
       pre_(std::move(o.pre_)), undo_(std::move(o.undo_)), pinned_(std::move(o.pinned_)),
       forgotten_(std::move(o.forgotten_)) {
   o.store_ = nullptr;
@@ -171,12 +173,16 @@ WriteTxn::~WriteTxn() {
 }
 
 // Saves the block's pre-image the first time this handle touches it and adds it to the running
-// transaction's dirty list (refusing a transaction that would not fit the journal).
+// transaction's dirty list (refusing a transaction that would not fit the journal; a manifest
+// that no longer fits next to the blocks is replaced by a pre-commit flush).
 Status WriteTxn::TrackDirty(void* entry) noexcept {
   MetaStore* s = store_;
   auto* e = static_cast<MetaStore::Entry*>(entry);
-  if (!e->dirty && s->dirty_.size() >= s->max_txn_blocks_)
-    return Status::NoSpace("metadata transaction too large for the journal");
+  if (!e->dirty && !s->FitsLog(s->dirty_.size() + 1, s->manifest_.size())) {
+    if (s->manifest_.empty() || !s->FitsLog(s->dirty_.size() + 1, 0))
+      return Status::NoSpace("metadata transaction too large for the journal");
+    s->SpillManifest();
+  }
   if (e->epoch != epoch_) {
     std::uint8_t* copy = s->AllocBlock();
     CopyBytes(copy, e->data, s->bs_);
@@ -250,6 +256,22 @@ void WriteTxn::AddUndo(UndoFn fn, void* ctx, std::uint64_t a, std::uint64_t b) n
   undo_.push_back(Undo{fn, ctx, a, b});
 }
 
+void WriteTxn::NoteData(std::uint64_t block, std::uint32_t length, std::uint32_t crc) noexcept {
+  PERMFS_ASSERT(store_);
+  MetaStore* s = store_;
+  if (length == 0) return;
+  // An entry replay would refuse as hostile would make the volume unmountable after a crash.
+  PERMFS_ASSERT_MSG(ManifestEntryValid(format::ManifestEntry{block, length, crc}, s->sb_),
+                    "NoteData: extent outside the data area");
+  if (!s->manifest_enabled_ || s->manifest_spilled_ ||
+      !s->FitsLog(s->dirty_.size(), s->manifest_.size() + 1)) {
+    s->SpillManifest();
+    return;
+  }
+  s->manifest_.push_back(format::ManifestEntry{block, length, crc});
+  __atomic_store_n(&s->manifest_size_hint_, s->manifest_.size(), __ATOMIC_RELAXED);
+}
+
 Status WriteTxn::Commit() noexcept {
   PERMFS_ASSERT(store_);
   MetaStore* s = store_;
@@ -299,9 +321,12 @@ void WriteTxn::Abort() noexcept {
       }
     }
   }
-  // Entries made dirty by this handle sit at the end of the dirty list.
+  // Entries made dirty by this handle sit at the end of the dirty list, its manifest entries at
+  // the end of the manifest. (A spill stays: flushing before the journal is always safe.)
   s->dirty_.resize(dirty_start_);
   __atomic_store_n(&s->dirty_size_hint_, s->dirty_.size(), __ATOMIC_RELAXED);
+  if (s->manifest_.size() > manifest_start_) s->manifest_.resize(manifest_start_);
+  __atomic_store_n(&s->manifest_size_hint_, s->manifest_.size(), __ATOMIC_RELAXED);
   pre_.clear();
   for (std::size_t i = undo_.size(); i-- > 0;) undo_[i].fn(undo_[i].ctx, undo_[i].a, undo_[i].b);
   undo_.clear();
@@ -343,7 +368,7 @@ Result<WriteTxn> MetaStore::Begin() noexcept {
     MutexLock l(&commit_mu_);
     if (!error_.ok()) return Status::ReadOnly("volume went read-only after a write error");
   }
-  if (running_dirty_blocks() >= commit_threshold_) PERMFS_RETURN_IF_ERROR(Sync());
+  if (running_log_blocks() >= commit_threshold_) PERMFS_RETURN_IF_ERROR(Sync());
   rw_.Lock();
   {
     MutexLock l(&commit_mu_);
@@ -355,11 +380,28 @@ Result<WriteTxn> MetaStore::Begin() noexcept {
   if (dirty_.empty()) __atomic_store_n(&running_since_ns_, port::MonotonicNanos(), __ATOMIC_RELAXED);
   WriteTxn t(this, running_seq_, ++epoch_);
   t.dirty_start_ = dirty_.size();
+  t.manifest_start_ = manifest_.size();
   return t;
 }
 
 std::uint64_t MetaStore::running_dirty_blocks() const noexcept {
   return __atomic_load_n(&dirty_size_hint_, __ATOMIC_RELAXED);
+}
+
+std::uint64_t MetaStore::running_log_blocks() const noexcept {
+  const std::uint64_t mcap = format::ManifestCapacity(bs_);
+  const std::uint64_t m = __atomic_load_n(&manifest_size_hint_, __ATOMIC_RELAXED);
+  return running_dirty_blocks() + (m + mcap - 1) / mcap;
+}
+
+bool MetaStore::FitsLog(std::uint64_t dirty, std::uint64_t manifest) const noexcept {
+  return log_.BlocksNeeded(dirty, manifest) <= log_.log_blocks();
+}
+
+void MetaStore::SpillManifest() noexcept {
+  manifest_.clear();
+  manifest_spilled_ = true;
+  __atomic_store_n(&manifest_size_hint_, 0, __ATOMIC_RELAXED);
 }
 
 Status MetaStore::Sync() noexcept {
@@ -400,7 +442,9 @@ Status MetaStore::CommitUntil(std::uint64_t target) noexcept {
 }
 
 Status MetaStore::DoCommit() noexcept {
-  if (log_.used_blocks() > log_.log_blocks() / 2) {
+  const bool data_heavy =
+      opt_.checkpoint_data_bytes != 0 && journal_data_bytes_ >= opt_.checkpoint_data_bytes;
+  if (log_.used_blocks() > log_.log_blocks() / 2 || data_heavy) {
     Status st = DoCheckpoint();
     if (!st.ok()) {
       SetError(st);
@@ -411,12 +455,16 @@ Status MetaStore::DoCommit() noexcept {
   const std::size_t n = dirty_.size();
   const std::uint64_t seq = running_seq_;
   if (n == 0) {
+    // Nothing can reference data without a changed block: drop any manifest.
+    manifest_.clear();
+    manifest_spilled_ = false;
+    __atomic_store_n(&manifest_size_hint_, 0, __ATOMIC_RELAXED);
     rw_.Unlock();
     MutexLock l(&commit_mu_);
     if (seq - 1 > durable_seq_) durable_seq_ = seq - 1;
     return Status();
   }
-  if (log_.BlocksNeeded(n) > log_.free_blocks()) {
+  if (log_.BlocksNeeded(n, manifest_.size()) > log_.free_blocks()) {
     Status st = DoCheckpoint();
     if (!st.ok()) {
       rw_.Unlock();
@@ -424,8 +472,14 @@ Status MetaStore::DoCommit() noexcept {
       return st;
     }
   }
-  // Every handle in this transaction has ended, so any data it references has been written.
-  const bool flush_data = data_written_.exchange(false, std::memory_order_acq_rel);
+  // Every handle in this transaction has ended, so the data its manifest names has been written
+  // (completed writes): Append's one flush makes it durable with the journal records. Only a
+  // spilled manifest needs the data flushed first.
+  std::vector<format::ManifestEntry> manifest;
+  manifest.swap(manifest_);
+  const bool flush_data = manifest_spilled_;
+  manifest_spilled_ = false;
+  __atomic_store_n(&manifest_size_hint_, 0, __ATOMIC_RELAXED);
   std::vector<LogBlock> blocks(n);
   {
     MutexLock l(&cache_mu_);
@@ -452,16 +506,18 @@ Status MetaStore::DoCommit() noexcept {
 
   Status st;
   if (flush_data) st = io_->Flush();
-  if (st.ok()) st = log_.Append(seq, blocks.data(), n);
+  if (st.ok()) st = log_.Append(seq, blocks.data(), n, manifest.data(), manifest.size());
   if (!st.ok()) {
     PERMFS_LOG(kError, "journal: commit of transaction ", seq, " failed: ", st.message(),
                "; volume is now read-only");
     SetError(st);
     return st;
   }
+  for (const format::ManifestEntry& me : manifest) journal_data_bytes_ += me.length;
   MutexLock l(&commit_mu_);
   durable_seq_ = seq;
   if (flush_data) ++data_flushes_;
+  manifest_entries_ += manifest.size();
   ++commits_;
   committed_blocks_ += n;
   return Status();
@@ -480,7 +536,10 @@ Status MetaStore::DoCheckpoint() noexcept {
       items.push_back(Item{b, f.data});
     });
   }
-  if (items.empty() && log_.used_blocks() == 0) return Status();
+  if (items.empty() && log_.used_blocks() == 0) {
+    journal_data_bytes_ = 0;
+    return Status();
+  }
   Sort(items.data(), items.data() + items.size(),
        [](const Item& a, const Item& b) { return a.blockno < b.blockno; });
   std::vector<std::uint8_t> run;
@@ -502,6 +561,7 @@ Status MetaStore::DoCheckpoint() noexcept {
   }
   PERMFS_RETURN_IF_ERROR(io_->Flush());
   PERMFS_RETURN_IF_ERROR(log_.SetTail(log_.head_offset(), log_.next_seq(), root_generation_));
+  journal_data_bytes_ = 0;  // no manifest left in the journal to verify at replay
   {
     MutexLock l(&cache_mu_);
     for (const Item& it : items) {
@@ -575,6 +635,7 @@ MetaStoreStats MetaStore::stats() const noexcept {
     s.committed_blocks = committed_blocks_;
     s.durable_seq = durable_seq_;
     s.data_flushes = data_flushes_;
+    s.manifest_entries = manifest_entries_;
   }
   {
     MutexLock l(&cache_mu_);
@@ -584,6 +645,7 @@ MetaStoreStats MetaStore::stats() const noexcept {
   s.checkpoints = checkpoints_.load(std::memory_order_relaxed);
   s.replayed_transactions = replayed_txns_;
   s.replayed_blocks = replayed_blocks_;
+  s.replay_discarded_transactions = replay_discarded_;
   s.running_seq = __atomic_load_n(&running_seq_, __ATOMIC_RELAXED);
   s.journal_used = log_.used_blocks();
   s.journal_size = log_.log_blocks();
@@ -642,13 +704,16 @@ Status MetaStore::Replay() noexcept {
   }
   replayed_txns_ = res.transactions;
   replayed_blocks_ = res.blocks;
+  replay_discarded_ = res.discarded;
   if (res.transactions > 0)
     PERMFS_LOG(kInfo, "journal: replayed ", res.transactions, " transactions (", res.blocks,
-               " blocks)");
+               " blocks, ", res.manifest_entries, " data extents verified)");
   if (!opt_.read_only) {
     PERMFS_RETURN_IF_ERROR(io_->Flush());
-    // Step over the sequence a torn transaction may have used, so its leftovers can never match.
-    log_.set_next_seq(res.next_seq + 1);
+    // Step over every sequence still in the log past the new head (transactions discarded for
+    // missing data) and the one a torn transaction may have used, so their leftovers can never
+    // be taken for a new transaction's records.
+    log_.set_next_seq(res.end_seq + 1);
   }
   // Lost-write check on the volume root: its generation may only move forward.
   std::vector<std::uint8_t> root(bs_);

@@ -8,6 +8,18 @@
 // (group commit): Sync() waits until everything before it is durable, and concurrent callers of
 // Sync() are served by the same journal write and flush.
 //
+// Data before metadata, with one flush: a handle that references freshly written file data
+// names it with WriteTxn::NoteData() (first block, length, CRC32C). The running transaction
+// collects these entries into its *data manifest*, which the commit writes into the journal with
+// the metadata blocks. The data writes completed before the handle ended, so the journal's one
+// flush makes data and metadata durable together; replay reads every manifest extent back and
+// refuses a transaction whose data did not reach the disk (and every later one). Blocks named by
+// a manifest are allocated by that transaction; they can be freed only by it or a later one, and
+// freed blocks are reused only after the checkpoint that retires both, so replay never reads a
+// manifest extent that was legitimately overwritten. Fallback: on a volume without the
+// journal_manifest feature, or when the manifest would not fit the log next to the transaction's
+// blocks, the commit flushes the device before writing the journal instead (stats data_flushes).
+//
 // Write path contract:
 //  - Begin() returns a WriteTxn holding the exclusive metadata lock; readers (ReadView) hold it
 //    shared. A thread never holds a ReadView while asking for a WriteTxn.
@@ -22,7 +34,8 @@
 //
 // Crash safety: a block reaches its home location only through a checkpoint, after the
 // transaction holding it is durable in the journal; replay on Open() re-applies every committed
-// transaction, so home blocks are always either checkpointed or recoverable.
+// transaction (up to the first whose manifest data is not on the disk), so home blocks are
+// always either checkpointed or recoverable.
 //
 // Thread-safety: all public methods may be called from any thread. Lock order:
 //   commit role (committing_) -> rw_ (metadata lock) -> cache_mu_;  rw_ -> allocator shard locks.
@@ -48,6 +61,10 @@ struct MetaStoreOptions {
   std::uint64_t commit_threshold_blocks = 0;   // 0: a quarter of the largest transaction
   bool read_only = false;                      // refuse writes (replay still runs unless...)
   bool skip_replay = false;                    // for read-only inspection of a dirty journal
+  // A checkpoint is forced before a commit once the committed transactions in the journal
+  // reference more file data than this (bytes; 0 = no limit). Replay reads all of it back to
+  // verify the manifests, so this bounds the extra mount time after a crash.
+  std::uint64_t checkpoint_data_bytes = std::uint64_t{256} << 20;
 };
 
 struct MetaStoreStats {
@@ -58,7 +75,11 @@ struct MetaStoreStats {
   std::uint64_t cache_misses = 0;
   std::uint64_t replayed_transactions = 0;
   std::uint64_t replayed_blocks = 0;
-  std::uint64_t data_flushes = 0;  // pre-commit flushes for data-before-metadata
+  // Pre-commit flushes for data-before-metadata: only when a manifest cannot be used (volume
+  // without the journal_manifest feature, or a manifest too large for the log). 0 normally.
+  std::uint64_t data_flushes = 0;
+  std::uint64_t manifest_entries = 0;  // data extents committed in journal manifests
+  std::uint64_t replay_discarded_transactions = 0;  // refused at mount: manifest data missing
   std::uint64_t durable_seq = 0;
   std::uint64_t running_seq = 0;
   std::uint64_t journal_used = 0;
@@ -112,6 +133,13 @@ class WriteTxn final : public BlockReader {
   void Forget(std::uint64_t blockno) noexcept;
   // Registers an undo action for in-memory state changed by this handle.
   void AddUndo(UndoFn fn, void* ctx, std::uint64_t a, std::uint64_t b) noexcept;
+  // Data before metadata: this handle references `length` bytes of file data stored from block
+  // `block` on (whole blocks, written by completed device writes before this call) whose
+  // CRC32C is `crc`. The entry joins the running transaction's data manifest (dropped again if
+  // the handle aborts); the commit journals it, so replay applies the transaction only if the
+  // device holds these bytes. Only for data in blocks this transaction allocates: an extent that
+  // may be freed and reused while the transaction is in the journal must never be noted.
+  void NoteData(std::uint64_t block, std::uint32_t length, std::uint32_t crc) noexcept;
 
   // Operations that free space (unlink, rmdir, truncate, ...) may dip into the allocator's
   // small reserve, so they still succeed on a full volume.
@@ -143,6 +171,7 @@ class WriteTxn final : public BlockReader {
   std::uint64_t seq_;
   std::uint64_t epoch_;
   std::size_t dirty_start_ = 0;  // size of the running dirty list when this handle began
+  std::size_t manifest_start_ = 0;  // size of the running manifest when this handle began
   bool use_reserve_ = false;
   std::vector<PreImage> pre_;
   std::vector<Undo> undo_;
@@ -191,12 +220,6 @@ class MetaStore {
 
   void AddCheckpointListener(CheckpointListener* l) noexcept;
 
-  // Data-before-metadata: a writer that wrote file data to free space which a handle is about to
-  // reference calls this after the data writes completed and before committing that handle.
-  // The next commit then flushes the device before writing the journal, so the journal can never
-  // point at data that did not reach the disk.
-  void NoteDataWritten() noexcept { data_written_.store(true, std::memory_order_release); }
-
   bool errored() const noexcept;
   Status error() const noexcept;
   bool read_only() const noexcept { return opt_.read_only; }
@@ -227,6 +250,13 @@ class MetaStore {
   void Unlink(Entry* e) noexcept;
   void FreeEntry(Entry* e) noexcept;
 
+  // True if a transaction of `dirty` blocks and `manifest` manifest entries fits an empty log.
+  bool FitsLog(std::uint64_t dirty, std::uint64_t manifest) const noexcept;
+  // Replaces the running manifest by a pre-commit flush (caller holds rw_ exclusively).
+  void SpillManifest() noexcept;
+  // Log blocks the running transaction needs (approximate when read without the lock).
+  std::uint64_t running_log_blocks() const noexcept;
+
   Status CommitUntil(std::uint64_t target) noexcept;
   Status DoCommit() noexcept;              // caller holds the commit role
   Status DoCheckpoint() noexcept;          // caller holds the commit role
@@ -239,6 +269,7 @@ class MetaStore {
   const format::Superblock sb_;
   const std::uint32_t bs_;
   const MetaStoreOptions opt_;
+  const bool manifest_enabled_;  // superblock has incompat journal_manifest
   JournalLog log_;
   std::uint64_t max_txn_blocks_ = 0;
   std::uint64_t commit_threshold_ = 0;
@@ -255,6 +286,9 @@ class MetaStore {
   // Running transaction (guarded by rw_ held exclusively).
   std::vector<Entry*> dirty_;
   std::uint64_t dirty_size_hint_ = 0;  // dirty_.size(), readable without the lock (atomics)
+  std::vector<format::ManifestEntry> manifest_;  // the running transaction's data manifest
+  std::uint64_t manifest_size_hint_ = 0;  // manifest_.size(), readable without the lock
+  bool manifest_spilled_ = false;  // flush before the journal instead of a manifest
   std::uint64_t running_seq_ = 1;
   std::uint64_t epoch_ = 0;
   std::uint64_t running_since_ns_ = 0;
@@ -269,8 +303,10 @@ class MetaStore {
   Status error_ PERMFS_GUARDED_BY(commit_mu_);
   std::uint64_t commits_ = 0, committed_blocks_ = 0;
   std::atomic<std::uint64_t> checkpoints_{0};
-  std::atomic<bool> data_written_{false};
-  std::uint64_t data_flushes_ = 0;
+  std::uint64_t data_flushes_ = 0, manifest_entries_ = 0;
+  std::uint64_t journal_data_bytes_ = 0;  // manifest bytes of committed, un-checkpointed
+                                          // transactions (commit role only)
+  std::uint64_t replay_discarded_ = 0;    // written before any concurrency
   std::uint64_t replayed_txns_ = 0, replayed_blocks_ = 0;  // written before any concurrency
   std::vector<CheckpointListener*> listeners_;
 };

@@ -4,8 +4,11 @@
 //  - A block of a chunk is either reserved in memory by exactly one PreparedChunk (or by a
 //    running WriteTxn's undo list), or committed as allocated in the bitmaps together with the
 //    index entry that names it, in the same transaction. Nothing else ever points at it.
-//  - Data is written (and NoteDataWritten() called) before the handle that references it ends,
-//    so the commit that makes the index entry durable flushes the device first.
+//  - Data is written (completed writes) before the handle that references it ends, and the
+//    handle that inserts the index entry notes the extent in its transaction's data manifest
+//    (WriteTxn::NoteData), so the one flush of the commit covers the data and replay verifies
+//    it. Only Commit's insert of a new entry notes data: a deduplicated or abandoned copy is
+//    released at once and must never be named by a manifest.
 //  - Every value read from the index goes through DecodeLocation before it is used to address
 //    the device or size a buffer.
 #include "store/chunk_store.h"
@@ -199,7 +202,6 @@ Result<PreparedChunk> ChunkStore::Prepare(const std::uint8_t* data, std::size_t 
     a->Unreserve(*e);
     return st;
   }
-  vol_->meta()->NoteDataWritten();
   p.extent = *e;
   p.active = true;
   return p;
@@ -273,7 +275,6 @@ Status ChunkStore::Commit(WriteTxn& t, PreparedChunk& p, const std::uint8_t* dat
     // Allocate registers its own undo: an abort returns the blocks to the pool.
     PERMFS_ASSIGN_OR_RETURN(e, a->Allocate(t, blocks, blocks, 0));
     PERMFS_RETURN_IF_ERROR(WriteData(e, data, p.length, &loc.crc));
-    vol_->meta()->NoteDataWritten();
   } else {
     // The reservation now rides on the transaction: an abort unreserves it (after the
     // allocator's own undo of CommitReserved restored the free count).
@@ -283,7 +284,11 @@ Status ChunkStore::Commit(WriteTxn& t, PreparedChunk& p, const std::uint8_t* dat
   }
   loc.block = e.start;
   loc.block_count = static_cast<std::uint32_t>(e.count);
-  return StoreLocation(t, loc, true);
+  PERMFS_RETURN_IF_ERROR(StoreLocation(t, loc, true));
+  // The new entry names data written outside the journal: journal it in the data manifest
+  // (an abort of `t` drops the entry together with the allocation).
+  t.NoteData(loc.block, loc.stored_length, loc.crc);
+  return Status();
 }
 
 Status ChunkStore::Ref(WriteTxn& t, const ChunkId& id) noexcept {

@@ -7,14 +7,17 @@
 //
 // Write protocol (data before metadata, live data never overwritten):
 //   1. Prepare(data)   — no lock held: hash, look the id up; if the chunk is new, reserve free
-//                        blocks and write the data there, then tell the MetaStore data was
-//                        written (MetaStore::NoteDataWritten), so the commit that references it
-//                        flushes the device first.
+//                        blocks and write the data there (no flush).
 //   2. Commit(txn, p)  — inside a WriteTxn: +1 reference (existing chunk) or insert the index
-//                        entry and record the reserved blocks as allocated (new chunk). In the
-//                        rare race where a chunk seen in step 1 was freed since, Commit writes
-//                        the data itself (hence the `data` argument).
-//   3. Abandon(p)      — if the caller does not commit a prepared chunk (error paths).
+//                        entry, record the reserved blocks as allocated and add the extent with
+//                        its length and CRC to the transaction's data manifest
+//                        (WriteTxn::NoteData), so the journal commit makes the data durable with
+//                        its one flush and replay refuses the transaction if the data is not on
+//                        the disk. In the rare race where a chunk seen in step 1 was freed since,
+//                        Commit writes the data itself (hence the `data` argument) and notes it
+//                        the same way.
+//   3. Abandon(p)      — if the caller does not commit a prepared chunk (error paths). An
+//                        abandoned extent never enters a manifest (it may be reused at once).
 // Unref() drops a reference; the last one deletes the index entry and frees the blocks in the
 // same transaction (they become reusable after the next checkpoint). If the WriteTxn aborts,
 // everything Commit/Ref/Unref did is undone.

@@ -94,7 +94,7 @@ static Status ReadRange(volume::Volume* vol, store::ChunkStore* store, btree::BT
 
 Result<std::size_t> Filesystem::Read(std::uint64_t ino, std::uint64_t off, std::size_t len,
                                      std::uint8_t* out) noexcept {
-  MutexLock l(InodeLock(ino));
+  SharedLock l(InodeLock(ino));
   InodeRecord in;
   {
     ReadView view(vol_->meta());
@@ -208,7 +208,7 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
 Status Filesystem::WriteRecords(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
                                 std::uint64_t min_size, bool touch_mtime) noexcept {
   if (min_size > kMaxFileSize) return Status(Code::kFileTooBig, "file too large");
-  MutexLock l(InodeLock(ino));
+  ExclusiveLock l(InodeLock(ino));
   return CommitRecordsLocked(ino, recs, n, min_size, ~0ull, touch_mtime);
 }
 
@@ -217,7 +217,7 @@ Status Filesystem::Write(std::uint64_t ino, std::uint64_t off, const std::uint8_
   if (len == 0) return Status();
   if (off > kMaxFileSize || len > kMaxFileSize - off)
     return Status(Code::kFileTooBig, "file too large");
-  MutexLock l(InodeLock(ino));
+  ExclusiveLock l(InodeLock(ino));
   InodeRecord in;
   {
     ReadView view(vol_->meta());
@@ -287,7 +287,7 @@ Status Filesystem::UnmapRecords(std::uint64_t ino, std::uint64_t first,
 
 Status Filesystem::Truncate(std::uint64_t ino, std::uint64_t size) noexcept {
   if (size > kMaxFileSize) return Status(Code::kFileTooBig, "file too large");
-  MutexLock l(InodeLock(ino));
+  ExclusiveLock l(InodeLock(ino));
   InodeRecord in;
   {
     ReadView view(vol_->meta());
@@ -375,7 +375,7 @@ Status Filesystem::FinishTruncate(std::uint64_t ino) noexcept {
   // An unlinked inode must not lose its orphan record: reclaim it whole instead.
   if (unlinked) return Reclaim(ino);
   if (have_inode) {
-    MutexLock l(InodeLock(ino));
+    ExclusiveLock l(InodeLock(ino));
     PERMFS_RETURN_IF_ERROR(UnmapRecords(ino, (size + rs_ - 1) / rs_, ~0ull));
     PERMFS_RETURN_IF_ERROR(TrimPartialRecord(ino, size));
   }
@@ -387,7 +387,7 @@ Status Filesystem::FinishTruncate(std::uint64_t ino) noexcept {
 
 Status Filesystem::ZeroRange(std::uint64_t ino, std::uint64_t off, std::uint64_t len,
                              bool keep_size) noexcept {
-  MutexLock l(InodeLock(ino));
+  ExclusiveLock l(InodeLock(ino));
   InodeRecord in;
   {
     ReadView view(vol_->meta());
@@ -452,7 +452,7 @@ Status Filesystem::Fallocate(std::uint64_t ino, std::uint32_t mode, std::uint64_
   // Plain allocation: content-addressed data cannot be reserved ahead of its content, so
   // allocation only extends the size (the range reads as zeros).
   if (mode & kFallocKeepSize) return Status();
-  MutexLock l(InodeLock(ino));
+  ExclusiveLock l(InodeLock(ino));
   return RunTxn([&](WriteTxn& t) -> Status {
     PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
     if (off + len > cur.size) {
@@ -468,7 +468,7 @@ Status Filesystem::Fallocate(std::uint64_t ino, std::uint32_t mode, std::uint64_
 // differ only in where they stop.
 Result<std::uint64_t> Filesystem::SeekDataOrHole(std::uint64_t ino, std::uint64_t off,
                                                  bool data) noexcept {
-  MutexLock l(InodeLock(ino));
+  SharedLock l(InodeLock(ino));
   ReadView view(vol_->meta());
   PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(view, ino));
   if (off >= in.size) return Status(Code::kNoDevice, "offset beyond end of file");

@@ -601,7 +601,7 @@ Status Filesystem::DeleteKeyRange(std::uint32_t tree_id, const std::string& from
 }
 
 Status Filesystem::Reclaim(std::uint64_t ino) noexcept {
-  MutexLock l(InodeLock(ino));
+  ExclusiveLock l(InodeLock(ino));
   bool linked = false;
   {
     ReadView view(vol_->meta());

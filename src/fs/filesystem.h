@@ -26,6 +26,7 @@
 
 #include "fs/records.h"
 #include "store/chunk_store.h"
+#include "util/rwlock.h"
 #include "util/sync.h"
 #include "volume/volume.h"
 
@@ -176,7 +177,9 @@ class Filesystem {
 
  private:
   friend class FsTxn;
-  Mutex* InodeLock(std::uint64_t ino) noexcept { return &stripes_[ino % kStripes]; }
+  // Per-inode stripe: exclusive for anything that changes an inode's data or frees its chunks,
+  // shared for reads (which then run in parallel on one file).
+  RwLock* InodeLock(std::uint64_t ino) noexcept { return &stripes_[ino % kStripes]; }
 
   // Transaction runner: begins a WriteTxn, runs fn, commits or aborts; retries once after a
   // checkpoint when allocation failed only because freed space awaits a checkpoint.
@@ -225,7 +228,7 @@ class Filesystem {
   store::ChunkStore store_;
   btree::BTree inodes_, dirs_, chunks_, xattrs_, orphans_;
   const std::uint32_t rs_;
-  Mutex stripes_[kStripes];
+  RwLock stripes_[kStripes];
 };
 
 }  // namespace permfs::fs

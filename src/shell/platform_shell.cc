@@ -35,6 +35,7 @@ struct PlatformShell::Node {
   std::uint32_t mode = 0;
   std::uint64_t size = 0;          // logical size including unpromoted writes
   std::uint64_t committed_size = 0;  // size of the inode as committed
+  std::uint64_t data_seq = 0;        // bumped whenever committed data changes under the node
   std::int64_t mtime_ns = 0;       // last write time while dirty
   Status deferred;                 // a failed promotion, reported at the next write/flush/fsync
 };
@@ -411,6 +412,7 @@ Status PlatformShell::PromoteLocked(Node* n, Pick pick) noexcept {
     merged.clear();
     if (!st.ok()) break;
     n->mu.Lock();
+    ++n->data_seq;
     for (std::size_t j = i; j < end; ++j) {
       n->flight.Erase(items[j].index);
       FreeRecord(&items[j].rec);
@@ -617,13 +619,26 @@ Result<InodeRecord> PlatformShell::attrs(NodeId node) noexcept {
 Result<std::size_t> PlatformShell::read(NodeId node, std::uint64_t off, std::size_t len,
                                         std::uint8_t* buf) noexcept {
   PERMFS_PIN(n, node, true);
-  MutexLock l(&n->mu);
-  PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
-  if (fs::IsDir(n->mode)) return Status(Code::kIsDirectory, "is a directory");
-  if (off >= n->size || len == 0) return std::size_t{0};
+  std::uint64_t seq;
   std::size_t count = len;
-  if (n->size - off < count) count = static_cast<std::size_t>(n->size - off);
+  {
+    MutexLock l(&n->mu);
+    PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
+    if (fs::IsDir(n->mode)) return Status(Code::kIsDirectory, "is a directory");
+    if (off >= n->size || len == 0) return std::size_t{0};
+    if (n->size - off < count) count = static_cast<std::size_t>(n->size - off);
+    seq = n->data_seq;
+  }
+  // The committed bytes are read without the node lock (reads of one file run in parallel and
+  // do not wait for a promotion's I/O). If committed data changed meanwhile (a promotion
+  // retired in-flight records, a truncate), they are read again under the lock.
   PERMFS_ASSIGN_OR_RETURN(std::size_t got, fs_->Read(node, off, count, buf));
+  MutexLock l(&n->mu);
+  if (n->data_seq != seq) {
+    if (off >= n->size) return std::size_t{0};
+    if (n->size - off < count) count = static_cast<std::size_t>(n->size - off);
+    PERMFS_ASSIGN_OR_RETURN(got, fs_->Read(node, off, count, buf));
+  }
   if (got < count) FillBytes(buf + got, 0, count - got);
   if (n->dirty_count.load() > 0) {
     // Committed bytes, then in-flight records, then dirty records over them.
@@ -916,6 +931,7 @@ Status PlatformShell::ReclaimIfUnused(NodeId id) noexcept {
     WaitPromotion(n);
     n->dirty.ForEach([this](const std::uint64_t&, Record& r) { FreeRecord(&r); });
     n->dirty.Clear();
+    ++n->data_seq;
     n->dirty_count.store(0, std::memory_order_release);
     n->deferred = Status();
     n->attrs_loaded = false;
@@ -995,6 +1011,7 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     return promoted;
   }
   auto res = fs_->SetAttr(node, req);
+  ++n->data_seq;
   if (!res.ok()) {
     n->attrs_loaded = n->dirty_count.load() > 0;  // reload from the volume when clean
     return res.status();
@@ -1052,7 +1069,9 @@ Status PlatformShell::fallocate(NodeId node, std::uint32_t mode, std::uint64_t o
   PERMFS_PIN(n, node, true);
   MutexLock l(&n->mu);
   PERMFS_RETURN_IF_ERROR(PromoteLocked(n, Pick::kAll));
-  PERMFS_RETURN_IF_ERROR(fs_->Fallocate(node, mode, off, len));
+  Status fst = fs_->Fallocate(node, mode, off, len);
+  ++n->data_seq;
+  PERMFS_RETURN_IF_ERROR(fst);
   n->attrs_loaded = false;
   if (sink_) sink_->InvalidateAttrs(node);  // st_blocks
   return LoadNodeAttrs(n);

@@ -42,4 +42,29 @@ class PERMFS_CAPABILITY("rwlock") RwLock {
   bool writer_ = false;
 };
 
+// Scoped holders.
+class PERMFS_SCOPED_CAPABILITY ExclusiveLock {
+ public:
+  explicit ExclusiveLock(RwLock* l) PERMFS_ACQUIRE(l) : l_(l) { l_->Lock(); }
+  ~ExclusiveLock() PERMFS_RELEASE() { l_->Unlock(); }
+  ExclusiveLock(const ExclusiveLock&) = delete;
+  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
+
+ private:
+  RwLock* const l_;
+};
+
+class PERMFS_SCOPED_CAPABILITY SharedLock {
+ public:
+  explicit SharedLock(RwLock* l) PERMFS_TSA(acquire_shared_capability(l)) : l_(l) {
+    l_->LockShared();
+  }
+  ~SharedLock() PERMFS_RELEASE() { l_->UnlockShared(); }
+  SharedLock(const SharedLock&) = delete;
+  SharedLock& operator=(const SharedLock&) = delete;
+
+ private:
+  RwLock* const l_;
+};
+
 }  // namespace permfs

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fuse_lowlevel.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <string.h>
@@ -566,7 +567,41 @@ void Usage(FILE* f) {
                "usage: permfs mount IMAGE MOUNTPOINT [-o OPTIONS] [-f|--foreground] [-d]\n"
                "options: ro, rw, sync, noatime, relatime, allow_other, hot_tier_mb=N,\n"
                "         idle_flush_ms=N, writeback_cache, no_writeback_cache, threads=N,\n"
+               "         bdi_max_ratio=N (kernel dirty-cache share, %% of the threshold; 0: keep),\n"
                "         and libfuse options (fsname=, max_read=, ...)\n");
+}
+
+// The kernel caps a FUSE mount's dirty page cache at 1% of the dirty threshold with a strict
+// per-device limit (protection against untrusted daemons), so random writes are throttled to
+// one WRITE round trip each. A root-mounted PermFS is trusted: give its backing device a larger
+// share and lift the strict limit (Linux 6.2+ sysfs knobs; silently skipped elsewhere).
+void TuneWriteback(const std::string& mountpoint, unsigned max_ratio) {
+  // The device number comes from /proc/self/mountinfo: a stat() of the mount point would ask
+  // this very daemon, which is not serving requests yet.
+  char real[PATH_MAX];
+  if (!realpath(mountpoint.c_str(), real)) return;
+  FILE* mi = std::fopen("/proc/self/mountinfo", "r");
+  if (!mi) return;
+  std::string dev;
+  char line[4096];
+  while (std::fgets(line, sizeof line, mi)) {
+    unsigned id, parent;
+    char devbuf[64], root[PATH_MAX], mnt[PATH_MAX];
+    if (std::sscanf(line, "%u %u %63s %4095s %4095s", &id, &parent, devbuf, root, mnt) == 5 &&
+        strcmp(mnt, real) == 0)
+      dev = devbuf;  // the last match is the newest mount
+  }
+  std::fclose(mi);
+  if (dev.empty()) return;
+  const std::string bdi = "/sys/class/bdi/" + dev + "/";
+  auto put = [&](const char* knob, const std::string& v) {
+    if (FILE* f = std::fopen((bdi + knob).c_str(), "w")) {
+      std::fputs(v.c_str(), f);
+      std::fclose(f);
+    }
+  };
+  put("max_ratio", std::to_string(max_ratio));
+  put("strict_limit", "0");
 }
 
 bool ParseUint(const std::string& s, std::uint64_t* out) {
@@ -587,7 +622,16 @@ int MountMain(int argc, char** argv) {
   std::string image, mountpoint;
   std::vector<std::string> fuse_opts;
   bool foreground = false, debug = false, read_only = false, sync = false, writeback = true;
-  std::uint64_t hot_mb = 256, idle_ms = 5000, threads = 8;
+  // Default hot tier: 1/16 of physical memory, between 256 MiB and 2 GiB (the kernel lets a
+  // local filesystem keep far more dirty data: dirty_ratio is 20% of memory).
+  std::uint64_t hot_mb = 256, idle_ms = 5000, threads = 8, bdi_ratio = 40;
+  {
+    const long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psize > 0) {
+      const std::uint64_t mb = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(psize) / 16 >> 20;
+      hot_mb = mb < 256 ? 256 : mb > 2048 ? 2048 : mb;
+    }
+  }
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
@@ -624,6 +668,12 @@ int MountMain(int argc, char** argv) {
             return 2;
           }
           hot_mb = v;
+        } else if (o.rfind("bdi_max_ratio=", 0) == 0) {
+          if (!ParseUint(o.substr(14), &v) || v > 100) {
+            std::fprintf(stderr, "permfs mount: bad value in %s\n", o.c_str());
+            return 2;
+          }
+          bdi_ratio = v;
         } else if (o.rfind("idle_flush_ms=", 0) == 0) {
           if (!ParseUint(o.substr(14), &v)) {
             std::fprintf(stderr, "permfs mount: bad value in %s\n", o.c_str());
@@ -736,6 +786,7 @@ int MountMain(int argc, char** argv) {
     fuse_session_destroy(se);
     return 1;
   }
+  if (!read_only && bdi_ratio > 0) TuneWriteback(mountpoint, static_cast<unsigned>(bdi_ratio));
   if (!foreground) fuse_daemonize(0);
   Invalidator inval;
   inval.Start(se);

@@ -518,8 +518,8 @@ void PlatformShell::StopFlusher() noexcept {
 }
 
 // Past a quarter of the budget: promote full records (a sequential writer's finished ones).
-// Past three quarters: promote everything of the nodes with the most dirty data until back
-// under half.
+// Past seven eighths: promote everything of the nodes with the most dirty data until back
+// under three quarters.
 void PlatformShell::FlushSome() noexcept {
   const std::uint64_t quarter = opt_.budget_bytes / 4;
   if (dirty_bytes_.load(std::memory_order_relaxed) <= quarter) return;
@@ -544,9 +544,12 @@ void PlatformShell::FlushSome() noexcept {
     MutexLock l(&n->mu);
     if (PromoteLocked(n, Pick::kFull).ok()) flusher_promotions_.fetch_add(1, std::memory_order_relaxed);
   }
-  if (dirty_bytes_.load(std::memory_order_relaxed) <= 3 * quarter) return;
+  // Partial records are cheapest while they stay in memory (a rewrite costs nothing, a
+  // promotion reads, hashes and writes a whole record): promote them only near the budget.
+  const std::uint64_t eighth = opt_.budget_bytes / 8;
+  if (dirty_bytes_.load(std::memory_order_relaxed) <= 7 * eighth) return;
   for (const Cand& c : cands) {
-    if (dirty_bytes_.load(std::memory_order_relaxed) <= opt_.budget_bytes / 2) break;
+    if (dirty_bytes_.load(std::memory_order_relaxed) <= 6 * eighth) break;
     PERMFS_PIN(n, c.id, false);
     if (!n) continue;
     MutexLock l(&n->mu);

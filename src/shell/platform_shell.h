@@ -16,7 +16,7 @@
 //              reclaims it once nothing refers to it),
 //   Tick()    (records idle for longer than idle_flush_ns),
 //   the flusher (RunFlusher(), on a host thread: full records once the hot tier passes a
-//              quarter of its budget, everything of the fullest nodes past three quarters), and
+//              quarter of its budget, everything of the fullest nodes past seven eighths), and
 //   the memory budget (a write that takes the hot tier past budget_bytes promotes first),
 // so memory stays bounded whatever the workload. A promotion takes records out of the dirty
 // set into the node's in-flight set and hashes, writes and commits them with no shell lock

@@ -99,9 +99,19 @@ class Target:
         raise NotImplementedError
 
     def destroy(self):
-        pass
+        self._remove_image()
 
     # -- common
+    def _remove_image(self):
+        if os.path.exists(self.image):
+            os.unlink(self.image)
+
+    def _sparse_image(self):
+        """A fresh sparse image file of the target's size."""
+        self._remove_image()
+        with open(self.image, "wb") as f:
+            f.truncate(self.size)
+
     def pid(self):
         return self.proc.pid if self.proc and self.proc.poll() is None else None
 
@@ -198,8 +208,7 @@ class PermFS(Target):
         return None
 
     def mkfs(self):
-        if os.path.exists(self.image):
-            os.unlink(self.image)
+        self._remove_image()
         sh([self.bin, "mkfs", self.image, "--size", str(self.size), "-q"])
 
     def _mount(self):
@@ -210,10 +219,6 @@ class PermFS(Target):
 
     def _umount(self):
         self._fuse_unmount()
-
-    def destroy(self):
-        if os.path.exists(self.image):
-            os.unlink(self.image)
 
 
 class Fuse2fs(Target):
@@ -228,10 +233,7 @@ class Fuse2fs(Target):
         return None
 
     def mkfs(self):
-        if os.path.exists(self.image):
-            os.unlink(self.image)
-        with open(self.image, "wb") as f:
-            f.truncate(self.size)
+        self._sparse_image()
         sh(["mkfs.ext4", "-q", "-F", self.image])
 
     def _mount(self):
@@ -240,10 +242,6 @@ class Fuse2fs(Target):
 
     def _umount(self):
         self._fuse_unmount()
-
-    def destroy(self):
-        if os.path.exists(self.image):
-            os.unlink(self.image)
 
 
 class Ext4(Target):
@@ -258,10 +256,7 @@ class Ext4(Target):
         return None
 
     def mkfs(self):
-        if os.path.exists(self.image):
-            os.unlink(self.image)
-        with open(self.image, "wb") as f:
-            f.truncate(self.size)
+        self._sparse_image()
         self.loopdev = sh(["losetup", "-f", "--show", self.image]).stdout.strip()
         sh(["mkfs.ext4", "-q", "-F", self.loopdev])
 
@@ -275,8 +270,7 @@ class Ext4(Target):
         if self.loopdev:
             sh(["losetup", "-d", self.loopdev], check=False)
             self.loopdev = None
-        if os.path.exists(self.image):
-            os.unlink(self.image)
+        self._remove_image()
 
 
 class Tmpfs(Target):
@@ -340,10 +334,7 @@ class ZfsFuse(Target):
         self._stop_daemon(timeout=60)
 
     def mkfs(self):
-        if os.path.exists(self.image):
-            os.unlink(self.image)
-        with open(self.image, "wb") as f:
-            f.truncate(self.size)
+        self._sparse_image()
         if not self.pid():
             self._start_daemon()
         # a new pool name each time, and no cache file: a restarted daemon imports nothing by itself
@@ -372,8 +363,7 @@ class ZfsFuse(Target):
                     self.log(f"  zfs-fuse: zpool destroy {self.pool}: {r.stderr.strip()[-200:]}")
             self._stop()
         self.created = False
-        if os.path.exists(self.image):
-            os.unlink(self.image)
+        self._remove_image()
 
 
 ALL = ["permfs", "fuse2fs", "zfs-fuse", "ext4", "tmpfs"]

@@ -56,6 +56,16 @@ std::int64_t Now() { return port::WallClockNanos(); }
 
 }  // namespace
 
+// The inode of a file whose data is about to be read or changed: EISDIR for a directory,
+// EINVAL for anything else that is not a regular file. Caller holds the inode's stripe lock.
+Result<InodeRecord> Filesystem::LoadRegularFile(std::uint64_t ino) noexcept {
+  ReadView view(vol_->meta());
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(view, ino));
+  if (IsDir(in.mode)) return Status(Code::kIsDirectory, "is a directory");
+  if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+  return in;
+}
+
 // Reads [off, off+len) clamped to `size` into out; caller holds the inode's stripe lock.
 static Status ReadRange(volume::Volume* vol, store::ChunkStore* store, btree::BTree* chunks,
                         std::uint32_t rs, std::uint64_t ino, std::uint64_t off, std::size_t n,
@@ -95,13 +105,7 @@ static Status ReadRange(volume::Volume* vol, store::ChunkStore* store, btree::BT
 Result<std::size_t> Filesystem::Read(std::uint64_t ino, std::uint64_t off, std::size_t len,
                                      std::uint8_t* out) noexcept {
   SharedLock l(InodeLock(ino));
-  InodeRecord in;
-  {
-    ReadView view(vol_->meta());
-    PERMFS_ASSIGN_OR_RETURN(in, LoadInode(view, ino));
-  }
-  if (IsDir(in.mode)) return Status(Code::kIsDirectory, "is a directory");
-  if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadRegularFile(ino));
   if (off >= in.size) return std::size_t{0};
   std::size_t n = len;
   if (in.size - off < n) n = static_cast<std::size_t>(in.size - off);
@@ -218,13 +222,7 @@ Status Filesystem::Write(std::uint64_t ino, std::uint64_t off, const std::uint8_
   if (off > kMaxFileSize || len > kMaxFileSize - off)
     return Status(Code::kFileTooBig, "file too large");
   ExclusiveLock l(InodeLock(ino));
-  InodeRecord in;
-  {
-    ReadView view(vol_->meta());
-    PERMFS_ASSIGN_OR_RETURN(in, LoadInode(view, ino));
-  }
-  if (IsDir(in.mode)) return Status(Code::kIsDirectory, "is a directory");
-  if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadRegularFile(ino));
   const std::uint64_t end = off + len;
   std::uint64_t r = off / rs_;
   const std::uint64_t last = (end - 1) / rs_;
@@ -288,13 +286,7 @@ Status Filesystem::UnmapRecords(std::uint64_t ino, std::uint64_t first,
 Status Filesystem::Truncate(std::uint64_t ino, std::uint64_t size) noexcept {
   if (size > kMaxFileSize) return Status(Code::kFileTooBig, "file too large");
   ExclusiveLock l(InodeLock(ino));
-  InodeRecord in;
-  {
-    ReadView view(vol_->meta());
-    PERMFS_ASSIGN_OR_RETURN(in, LoadInode(view, ino));
-  }
-  if (IsDir(in.mode)) return Status(Code::kIsDirectory, "is a directory");
-  if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadRegularFile(ino));
   if (size >= in.size) {
     return RunTxn([&](WriteTxn& t) -> Status {
       PERMFS_ASSIGN_OR_RETURN(InodeRecord cur, LoadInode(t, ino));
@@ -388,12 +380,7 @@ Status Filesystem::FinishTruncate(std::uint64_t ino) noexcept {
 Status Filesystem::ZeroRange(std::uint64_t ino, std::uint64_t off, std::uint64_t len,
                              bool keep_size) noexcept {
   ExclusiveLock l(InodeLock(ino));
-  InodeRecord in;
-  {
-    ReadView view(vol_->meta());
-    PERMFS_ASSIGN_OR_RETURN(in, LoadInode(view, ino));
-  }
-  if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadRegularFile(ino));
   const std::uint64_t end = off + len;
   const std::uint64_t data_end = end < in.size ? end : in.size;
   // Partial records at the edges: rewrite with zeros inside the range.

@@ -190,6 +190,7 @@ class Filesystem {
   Status RunFreeingTxn(F&& fn) noexcept { return RunTxn(static_cast<F&&>(fn), true); }
 
   Result<InodeRecord> LoadInode(journal::BlockReader& r, std::uint64_t ino) noexcept;
+  Result<InodeRecord> LoadRegularFile(std::uint64_t ino) noexcept;
   Status StoreInode(journal::WriteTxn& t, const InodeRecord& in) noexcept;
   Result<DirEntry> FindEntry(journal::BlockReader& r, std::uint64_t dir,
                              const std::string& name) noexcept;

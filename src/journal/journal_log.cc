@@ -290,6 +290,18 @@ Status JournalLog::WriteRun(std::uint64_t offset, const std::uint8_t* buf,
   return Status();
 }
 
+// The header of a log record block of transaction `seq` at log offset `offset`.
+void JournalLog::HeadLogBlock(BlockType type, std::uint64_t offset, std::uint64_t seq,
+                              std::uint8_t* blk) const noexcept {
+  MetaHeader mh;
+  mh.type = type;
+  mh.blockno = LogBlockNo(offset);
+  mh.owner = seq;
+  mh.generation = seq;
+  mh.uuid = sb_.uuid;
+  format::EncodeMetaHeader(mh, blk);
+}
+
 void JournalLog::EncodeManifestBlocks(std::uint64_t seq, std::uint64_t offset,
                                       const format::ManifestEntry* manifest, std::size_t n,
                                       std::uint8_t* out, std::uint32_t* chained) noexcept {
@@ -298,13 +310,7 @@ void JournalLog::EncodeManifestBlocks(std::uint64_t seq, std::uint64_t offset,
   for (std::size_t done = 0; done < n; ++index) {
     const std::size_t k = n - done < cap ? n - done : cap;
     std::uint8_t* blk = out + static_cast<std::size_t>(index) * bs_;
-    MetaHeader mh;
-    mh.type = BlockType::kJournalManifest;
-    mh.blockno = LogBlockNo(offset + index);
-    mh.owner = seq;
-    mh.generation = seq;
-    mh.uuid = sb_.uuid;
-    format::EncodeMetaHeader(mh, blk);
+    HeadLogBlock(BlockType::kJournalManifest, offset + index, seq, blk);
     format::ManifestPayload mp{index, static_cast<std::uint32_t>(k)};
     format::EncodeManifest(blk, bs_, mp, manifest + done);
     format::SealMetaBlock(blk, bs_);
@@ -343,13 +349,7 @@ Status JournalLog::Append(std::uint64_t seq, const LogBlock* blocks, std::size_t
       entries[i].crc = Crc32c(dst, bs_);
       entries[i].flags = 0;
     }
-    MetaHeader mh;
-    mh.type = BlockType::kJournalDescriptor;
-    mh.blockno = LogBlockNo(head_ + off);
-    mh.owner = seq;
-    mh.generation = seq;
-    mh.uuid = sb_.uuid;
-    format::EncodeMetaHeader(mh, desc);
+    HeadLogBlock(BlockType::kJournalDescriptor, head_ + off, seq, desc);
     format::DescriptorPayload dp{desc_index, static_cast<std::uint32_t>(n)};
     format::EncodeDescriptor(desc, bs_, dp, entries.data());
     format::SealMetaBlock(desc, bs_);
@@ -363,13 +363,7 @@ Status JournalLog::Append(std::uint64_t seq, const LogBlock* blocks, std::size_t
                        &chained);
   off += manifest_blocks;
   std::uint8_t* commit = buf_.data() + off * bs_;
-  MetaHeader mh;
-  mh.type = BlockType::kJournalCommit;
-  mh.blockno = LogBlockNo(head_ + off);
-  mh.owner = seq;
-  mh.generation = seq;
-  mh.uuid = sb_.uuid;
-  format::EncodeMetaHeader(mh, commit);
+  HeadLogBlock(BlockType::kJournalCommit, head_ + off, seq, commit);
   format::CommitPayload cp;
   cp.descriptors = desc_index;
   cp.data_blocks = static_cast<std::uint32_t>(count);

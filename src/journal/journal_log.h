@@ -133,6 +133,8 @@ class JournalLog {
   Result<std::uint64_t> CountFrom(std::uint64_t pos, std::uint64_t used, std::uint64_t seq,
                                   TxnBuf* t) noexcept;
   // Encodes the manifest blocks of a transaction into `out`, extending `chained`.
+  void HeadLogBlock(format::BlockType type, std::uint64_t offset, std::uint64_t seq,
+                    std::uint8_t* blk) const noexcept;
   void EncodeManifestBlocks(std::uint64_t seq, std::uint64_t offset,
                             const format::ManifestEntry* manifest, std::size_t n,
                             std::uint8_t* out, std::uint32_t* chained) noexcept;

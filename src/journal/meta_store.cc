@@ -399,9 +399,17 @@ bool MetaStore::FitsLog(std::uint64_t dirty, std::uint64_t manifest) const noexc
 }
 
 void MetaStore::SpillManifest() noexcept {
-  manifest_.clear();
+  TakeManifest(nullptr);
   manifest_spilled_ = true;
+}
+
+bool MetaStore::TakeManifest(std::vector<format::ManifestEntry>* out) noexcept {
+  if (out) out->swap(manifest_);
+  manifest_.clear();
+  const bool spilled = manifest_spilled_;
+  manifest_spilled_ = false;
   __atomic_store_n(&manifest_size_hint_, 0, __ATOMIC_RELAXED);
+  return spilled;
 }
 
 Status MetaStore::Sync() noexcept {
@@ -456,9 +464,7 @@ Status MetaStore::DoCommit() noexcept {
   const std::uint64_t seq = running_seq_;
   if (n == 0) {
     // Nothing can reference data without a changed block: drop any manifest.
-    manifest_.clear();
-    manifest_spilled_ = false;
-    __atomic_store_n(&manifest_size_hint_, 0, __ATOMIC_RELAXED);
+    TakeManifest(nullptr);
     rw_.Unlock();
     MutexLock l(&commit_mu_);
     if (seq - 1 > durable_seq_) durable_seq_ = seq - 1;
@@ -476,10 +482,7 @@ Status MetaStore::DoCommit() noexcept {
   // (completed writes): Append's one flush makes it durable with the journal records. Only a
   // spilled manifest needs the data flushed first.
   std::vector<format::ManifestEntry> manifest;
-  manifest.swap(manifest_);
-  const bool flush_data = manifest_spilled_;
-  manifest_spilled_ = false;
-  __atomic_store_n(&manifest_size_hint_, 0, __ATOMIC_RELAXED);
+  const bool flush_data = TakeManifest(&manifest);
   std::vector<LogBlock> blocks(n);
   {
     MutexLock l(&cache_mu_);

@@ -253,6 +253,9 @@ class MetaStore {
   // True if a transaction of `dirty` blocks and `manifest` manifest entries fits an empty log.
   bool FitsLog(std::uint64_t dirty, std::uint64_t manifest) const noexcept;
   // Replaces the running manifest by a pre-commit flush (caller holds rw_ exclusively).
+  // Empties the running manifest (into *out if given) and clears the spill mark; returns
+  // whether it was spilled (the commit must flush data first). rw_ held exclusively.
+  bool TakeManifest(std::vector<format::ManifestEntry>* out) noexcept;
   void SpillManifest() noexcept;
   // Log blocks the running transaction needs (approximate when read without the lock).
   std::uint64_t running_log_blocks() const noexcept;

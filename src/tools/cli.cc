@@ -357,40 +357,22 @@ void Json::Prefix(const char* key) {
   }
 }
 
-Json& Json::BeginObject(const char* key) {
+Json& Json::Open(const char* key, char bracket) {
   Prefix(key);
-  out_ += '{';
+  out_ += bracket;
   first_.push_back(true);
   return *this;
 }
 
-Json& Json::EndObject() {
+Json& Json::Close(char bracket) {
   bool empty = first_.back();
   first_.pop_back();
   if (!empty) {
     out_ += '\n';
     out_.append(first_.size() * 2, ' ');
   }
-  out_ += '}';
+  out_ += bracket;
   if (first_.empty()) out_ += '\n';
-  return *this;
-}
-
-Json& Json::BeginArray(const char* key) {
-  Prefix(key);
-  out_ += '[';
-  first_.push_back(true);
-  return *this;
-}
-
-Json& Json::EndArray() {
-  bool empty = first_.back();
-  first_.pop_back();
-  if (!empty) {
-    out_ += '\n';
-    out_.append(first_.size() * 2, ' ');
-  }
-  out_ += ']';
   return *this;
 }
 

@@ -96,10 +96,10 @@ class Progress {
 // Streaming writer with pretty printing. Keys are written only inside objects.
 class Json {
  public:
-  Json& BeginObject(const char* key = nullptr);
-  Json& EndObject();
-  Json& BeginArray(const char* key = nullptr);
-  Json& EndArray();
+  Json& BeginObject(const char* key = nullptr) { return Open(key, '{'); }
+  Json& EndObject() { return Close('}'); }
+  Json& BeginArray(const char* key = nullptr) { return Open(key, '['); }
+  Json& EndArray() { return Close(']'); }
   Json& Str(const char* key, const std::string& v);
   Json& Num(const char* key, std::uint64_t v);
   Json& Int(const char* key, std::int64_t v);
@@ -112,6 +112,8 @@ class Json {
 
  private:
   void Prefix(const char* key);
+  Json& Open(const char* key, char bracket);
+  Json& Close(char bracket);  // a newline ends the top-level value
   std::string out_;
   std::vector<bool> first_;  // per open container: nothing written yet
 };

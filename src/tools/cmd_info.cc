@@ -50,17 +50,21 @@ constexpr TreeInfo kTrees[] = {
     {"orphans", fs::kOrphanTree},
 };
 
-std::string FeatureList(std::uint64_t bits) {
+// Feature bits by name where the format names them (docs/FORMAT.md §4.3), else "bitN".
+std::string FeatureList(std::uint64_t bits, const char* const* names = nullptr,
+                        int named = 0) {
   if (!bits) return "none";
   std::string s;
   for (int i = 0; i < 64; ++i) {
     if (bits & (1ull << i)) {
       if (!s.empty()) s += ",";
-      s += "bit" + std::to_string(i);
+      s += i < named ? std::string(names[i]) : "bit" + std::to_string(i);
     }
   }
   return s;
 }
+
+constexpr const char* kIncompatNames[] = {"journal_manifest"};
 
 }  // namespace
 
@@ -197,7 +201,7 @@ int RunInfo(int argc, char** argv) {
            ull(rep.mirror_block));
   printf("  features            compat %s, ro_compat %s, incompat %s\n",
          FeatureList(sb.compat).c_str(), FeatureList(sb.ro_compat).c_str(),
-         FeatureList(sb.incompat).c_str());
+         FeatureList(sb.incompat, kIncompatNames, static_cast<int>(sizeof kIncompatNames / sizeof *kIncompatNames)).c_str());
   printf("Geometry\n");
   printf("  size                %s (%llu blocks of %u bytes)\n",
          HumanBytes(sb.block_count * sb.block_size).c_str(), ull(sb.block_count), sb.block_size);

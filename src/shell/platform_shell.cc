@@ -311,14 +311,16 @@ Status PlatformShell::CompleteRecord(Node* n, std::uint64_t r) noexcept {
   const std::uint64_t base = BaseLen(n, r);
   std::uint8_t* buf = GetBuffer();
   if (!buf) return Status::NoMemory();
-  FillBytes(buf, 0, rs_);
+  std::size_t have = 0;
   if (base > 0) {
     auto got = fs_->Read(n->id, rs0, static_cast<std::size_t>(base), buf);
     if (!got.ok()) {
       PutBuffer(buf);
       return got.status();
     }
+    have = *got;
   }
+  FillBytes(buf + have, 0, rs_ - have);
   rec = n->dirty.Find(r);  // (no insert happened, but stay robust)
   Overlay(*rec, r, rs0, rs_, buf);
   PutBuffer(rec->data);
@@ -381,9 +383,9 @@ Status PlatformShell::PromoteLocked(Node* n, Pick pick) noexcept {
         break;
       }
       merged.push_back(buf);
-      FillBytes(buf, 0, rs_);
       const std::uint64_t rs0 = items[j].index * rs_;
       std::uint64_t len = r.len;
+      std::size_t have = 0;  // committed bytes read into buf
       if (size > rs0) {
         const std::uint64_t want = size - rs0 < rs_ ? size - rs0 : rs_;
         auto got = fs_->Read(id, rs0, static_cast<std::size_t>(want), buf);
@@ -391,8 +393,10 @@ Status PlatformShell::PromoteLocked(Node* n, Pick pick) noexcept {
           st = got.status();
           break;
         }
-        if (*got > len) len = *got;
+        have = *got;
+        if (have > len) len = have;
       }
+      FillBytes(buf + have, 0, rs_ - have);
       Overlay(r, items[j].index, rs0, rs_, buf);
       partial_merges_.fetch_add(1, std::memory_order_relaxed);
       recs.push_back(fs::Filesystem::RecordWrite{items[j].index, buf, len});
@@ -684,7 +688,9 @@ Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* 
           Record nr;
           nr.data = GetBuffer();
           if (!nr.data) return Status::NoMemory();
-          FillBytes(nr.data, 0, rs_);
+          // Bytes a record does not define are zero; the ones this write covers are copied below.
+          FillBytes(nr.data, 0, static_cast<std::size_t>(lo));
+          FillBytes(nr.data + hi, 0, static_cast<std::size_t>(rs_ - hi));
           // Complete when nothing lies below it or this write covers all of that; otherwise
           // partial: the bytes below are merged at promotion, not read now.
           const std::uint64_t base = BaseLen(n, r);
@@ -837,6 +843,14 @@ Status PlatformShell::ApplyInheritedAcl(NodeId node, const InheritedAcl& acl) no
   return Status();
 }
 
+// A new entry was handed to the adapter: +1 lookup reference (and +1 open for create).
+void PlatformShell::NoteNewReference(NodeId id, bool opened) noexcept {
+  PERMFS_PIN(n, id, true);
+  MutexLock l(&table_mu_);
+  n->lookups++;
+  if (opened) n->opens++;
+}
+
 Result<InodeRecord> PlatformShell::create(NodeId parent, const std::string& name,
                                           std::uint32_t mode, const Credentials& cred,
                                           bool exclusive, std::uint32_t umask) noexcept {
@@ -849,12 +863,8 @@ Result<InodeRecord> PlatformShell::create(NodeId parent, const std::string& name
   else if (made.ok())
     PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(made->ino, acl));
   if (!made.ok()) return made.status();
-  InodeRecord a = *made;
-  PERMFS_PIN(n, a.ino, true);
-  MutexLock l(&table_mu_);
-  n->lookups++;
-  n->opens++;
-  return a;
+  NoteNewReference(made->ino, true);
+  return *made;
 }
 
 Result<InodeRecord> PlatformShell::mknod(NodeId parent, const std::string& name,
@@ -864,9 +874,7 @@ Result<InodeRecord> PlatformShell::mknod(NodeId parent, const std::string& name,
   PERMFS_ASSIGN_OR_RETURN(std::uint32_t m, NewEntryMode(parent, mode, umask, &acl));
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Create(parent, name, m, rdev, cred, true));
   PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(a.ino, acl));
-  PERMFS_PIN(n, a.ino, true);
-  MutexLock l(&table_mu_);
-  n->lookups++;
+  NoteNewReference(a.ino, false);
   return a;
 }
 
@@ -878,9 +886,7 @@ Result<InodeRecord> PlatformShell::mkdir(NodeId parent, const std::string& name,
                           NewEntryMode(parent, mode | fs::kTypeDir, umask, &acl));
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Mkdir(parent, name, m & 07777u, cred));
   PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(a.ino, acl));
-  PERMFS_PIN(n, a.ino, true);
-  MutexLock l(&table_mu_);
-  n->lookups++;
+  NoteNewReference(a.ino, false);
   return a;
 }
 
@@ -888,9 +894,7 @@ Result<InodeRecord> PlatformShell::symlink(NodeId parent, const std::string& nam
                                            const std::string& target,
                                            const Credentials& cred) noexcept {
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Symlink(parent, name, target, cred));
-  PERMFS_PIN(n, a.ino, true);
-  MutexLock l(&table_mu_);
-  n->lookups++;
+  NoteNewReference(a.ino, false);
   return a;
 }
 
@@ -970,22 +974,6 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     Status st = n->deferred;
     n->deferred = Status();
     return st;
-  }
-  bool orphan;
-  {
-    MutexLock t(&table_mu_);
-    orphan = n->orphan && n->opens == 0;
-  }
-  if (orphan && (req.mask & ~(fs::kSetAtime | fs::kSetMtime | fs::kSetCtime)) == 0) {
-    // Times of an unlinked file (the kernel writes its cached ctime back when it evicts the
-    // inode right after the unlink): nothing can see them once the last user goes, so they are
-    // not committed — a transaction per `rm`ed file for nothing.
-    PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(node));
-    if (req.mask & fs::kSetAtime) a.atime_ns = req.atime_ns;
-    if (req.mask & fs::kSetMtime) a.mtime_ns = req.mtime_ns;
-    if (req.mask & fs::kSetCtime) a.ctime_ns = req.ctime_ns;
-    if (n->attrs_loaded) a.size = n->size;
-    return a;
   }
   if ((req.mask & fs::kSetSize) && n->attrs_loaded && req.size < n->size) {
     // Dirty data past the new end is dropped, not promoted: a truncate must work on a full

@@ -174,6 +174,7 @@ class PlatformShell {
 
   Node* GetNode(NodeId id, bool create) noexcept;
   void MaybeDropNode(NodeId id) noexcept;
+  void NoteNewReference(NodeId id, bool opened) noexcept;
   Status LoadNodeAttrs(Node* n) noexcept;            // node lock held
   // Node lock held on entry and exit; released while the records are written.
   Status PromoteLocked(Node* n, Pick pick) noexcept;

@@ -38,6 +38,7 @@
 #include "btree/btree_test_util.h"
 #include "util/random.h"
 #include "volume/volume.h"
+#include "testutil/trace_marks.h"
 
 namespace permfs {
 namespace {
@@ -148,20 +149,8 @@ Workload Record(std::uint64_t seed, std::uint64_t handles) {
   }
   w.handles = handles;
   w.trace = rec.TraceCopy();
-  w.durable_at.resize(w.trace.size());
-  w.commit_at.resize(w.trace.size());
-  std::uint64_t d = 0, c = 0;
-  for (std::size_t i = 0; i < w.trace.size(); ++i) {
-    const block::TraceEntry& e = w.trace[i];
-    if (e.op == block::TraceOp::kMark) {
-      auto sp = e.mark.find(' ');
-      std::uint64_t n = std::strtoull(e.mark.c_str() + sp + 1, nullptr, 10);
-      if (e.mark.rfind("durable", 0) == 0) d = n;
-      if (e.mark.rfind("commit", 0) == 0) c = n;
-    }
-    w.durable_at[i] = d;
-    w.commit_at[i] = c;
-  }
+  w.durable_at = testutil::LatestMark(w.trace, "durable");
+  w.commit_at = testutil::LatestMark(w.trace, "commit");
   return w;
 }
 

@@ -50,6 +50,7 @@
 #include "fs_model.h"
 #include "util/random.h"
 #include "volume/volume.h"
+#include "testutil/trace_marks.h"
 
 namespace permfs::fs {
 namespace {
@@ -503,19 +504,8 @@ Workload Record(const std::string& name, std::uint64_t seed, const std::vector<S
   }
   w.ops = w.hashes.size() - 1;
   w.trace = rec.TraceCopy();
-  w.durable_at.resize(w.trace.size());
-  w.done_at.resize(w.trace.size());
-  std::uint64_t d = 0, c = 0;
-  for (std::size_t i = 0; i < w.trace.size(); ++i) {
-    const block::TraceEntry& e = w.trace[i];
-    if (e.op == block::TraceOp::kMark) {
-      const std::uint64_t k = std::strtoull(e.mark.c_str() + e.mark.find(' ') + 1, nullptr, 10);
-      if (e.mark.rfind("durable", 0) == 0) d = k;
-      if (e.mark.rfind("op", 0) == 0) c = k;
-    }
-    w.durable_at[i] = d;
-    w.done_at[i] = c;
-  }
+  w.durable_at = testutil::LatestMark(w.trace, "durable");
+  w.done_at = testutil::LatestMark(w.trace, "op");
   return w;
 }
 

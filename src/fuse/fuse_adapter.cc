@@ -566,6 +566,7 @@ void Usage(FILE* f) {
   std::fprintf(f,
                "usage: permfs mount IMAGE MOUNTPOINT [-o OPTIONS] [-f|--foreground] [-d]\n"
                "options: ro, rw, sync, noatime, relatime, allow_other, hot_tier_mb=N,\n"
+               "         read_cache_mb=N (recently read chunks kept in memory; 0: none),\n"
                "         idle_flush_ms=N, writeback_cache, no_writeback_cache, threads=N,\n"
                "         bdi_max_ratio=N (kernel dirty-cache share, %% of the threshold; 0: keep),\n"
                "         and libfuse options (fsname=, max_read=, ...)\n");
@@ -624,12 +625,15 @@ int MountMain(int argc, char** argv) {
   bool foreground = false, debug = false, read_only = false, sync = false, writeback = true;
   // Default hot tier: 1/16 of physical memory, between 256 MiB and 2 GiB (the kernel lets a
   // local filesystem keep far more dirty data: dirty_ratio is 20% of memory).
-  std::uint64_t hot_mb = 256, idle_ms = 5000, threads = 8, bdi_ratio = 40;
+  // Default read cache: 1/64 of physical memory, between 32 and 512 MiB (a 4 KiB page-cache
+  // miss would otherwise re-read and re-verify a whole chunk for every page of it).
+  std::uint64_t hot_mb = 256, cache_mb = 32, idle_ms = 5000, threads = 8, bdi_ratio = 40;
   {
     const long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
     if (pages > 0 && psize > 0) {
-      const std::uint64_t mb = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(psize) / 16 >> 20;
-      hot_mb = mb < 256 ? 256 : mb > 2048 ? 2048 : mb;
+      const std::uint64_t mb = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(psize) >> 20;
+      hot_mb = mb / 16 < 256 ? 256 : mb / 16 > 2048 ? 2048 : mb / 16;
+      cache_mb = mb / 64 < 32 ? 32 : mb / 64 > 512 ? 512 : mb / 64;
     }
   }
   for (int i = 1; i < argc; ++i) {
@@ -668,6 +672,12 @@ int MountMain(int argc, char** argv) {
             return 2;
           }
           hot_mb = v;
+        } else if (o.rfind("read_cache_mb=", 0) == 0) {
+          if (!ParseUint(o.substr(14), &v) || v > (1u << 20)) {
+            std::fprintf(stderr, "permfs mount: bad value in %s\n", o.c_str());
+            return 2;
+          }
+          cache_mb = v;
         } else if (o.rfind("bdi_max_ratio=", 0) == 0) {
           if (!ParseUint(o.substr(14), &v) || v > 100) {
             std::fprintf(stderr, "permfs mount: bad value in %s\n", o.c_str());
@@ -747,6 +757,7 @@ int MountMain(int argc, char** argv) {
                  static_cast<unsigned long long>(report.replayed_transactions));
   read_only = (*vol)->read_only();
   fs::Filesystem fsys(vol->get());
+  fsys.chunks()->SetReadCache(static_cast<std::size_t>(cache_mb) << 20);
   if (!read_only) {
     Status st = fsys.Open();
     if (!st.ok()) {

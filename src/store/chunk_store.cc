@@ -348,11 +348,29 @@ Status ChunkStore::ReadLocated(const ChunkLocation& loc, std::uint32_t offset, s
     return Status::InvalidArgument("read range outside the chunk");
   if (len == 0) return Status();
   if (out == nullptr) return Status::InvalidArgument("null output buffer");
-  BlockBuffer buf(static_cast<std::size_t>(loc.block_count) * bs_);
-  if (!buf) return Status::NoMemory();
-  PERMFS_RETURN_IF_ERROR(ReadVerified(loc, buf.get()));
-  CopyBytes(out, buf.get() + offset, len);
+  if (cache_.Read(loc.id, offset, len, out)) return Status();
+  const std::size_t bytes = static_cast<std::size_t>(loc.block_count) * bs_;
+  const std::uint32_t slot = bytes <= cache_.slot_bytes() ? cache_.Acquire() : ChunkCache::kNoSlot;
+  if (slot == ChunkCache::kNoSlot) {
+    BlockBuffer buf(bytes);
+    if (!buf) return Status::NoMemory();
+    PERMFS_RETURN_IF_ERROR(ReadVerified(loc, buf.get()));
+    CopyBytes(out, buf.get() + offset, len);
+    return Status();
+  }
+  std::uint8_t* buf = cache_.Buffer(slot);
+  Status st = ReadVerified(loc, buf);
+  if (!st.ok()) {
+    cache_.Release(slot);
+    return st;
+  }
+  CopyBytes(out, buf + offset, len);
+  cache_.Publish(slot, loc.id, loc.length);
   return Status();
+}
+
+void ChunkStore::SetReadCache(std::size_t bytes) noexcept {
+  cache_.Configure(bytes, static_cast<std::size_t>(BlocksFor(record_size_, bs_)) * bs_);
 }
 
 Status ChunkStore::VerifyId(const ChunkLocation& loc) noexcept {

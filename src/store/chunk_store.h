@@ -56,6 +56,7 @@
 #include <vector>
 
 #include "alloc/allocator.h"
+#include "store/chunk_cache.h"
 #include "btree/btree.h"
 #include "journal/meta_store.h"
 #include "util/result.h"
@@ -142,6 +143,12 @@ class ChunkStore {
   ChunkStoreStats stats() const noexcept;
   btree::BTree* index() noexcept { return &index_; }
 
+  // Keeps up to `bytes` of recently read chunks in memory (ChunkCache; 0, the default, keeps
+  // none). ReadLocated serves repeated reads of a chunk from it; VerifyId always reads the
+  // device. Call before the store is used from several threads.
+  void SetReadCache(std::size_t bytes) noexcept;
+  ChunkCacheStats read_cache_stats() const noexcept { return cache_.stats(); }
+
  private:
   // Reads the whole extent of `loc` into `buf` (block_count * block_size bytes) and checks the
   // CRC32C of the stored bytes. `loc` must have passed ValidateLocation.
@@ -156,6 +163,7 @@ class ChunkStore {
   btree::BTree index_;
   const std::uint32_t bs_;
   const std::uint32_t record_size_;
+  ChunkCache cache_;
   // Counters (atomics: updated from many threads).
   std::atomic<std::uint64_t> prepared_{0}, dedup_hits_{0}, bytes_written_{0}, bytes_read_{0},
       corruptions_{0};

@@ -103,6 +103,7 @@ struct MountState {
   double timeout = 10.0;
   bool read_only = false;
   bool writeback = true;
+  bool xattrs = true;  // false (noxattr): the xattr ops are not registered, so no POSIX ACLs
   std::uint32_t block_size = 4096;
 };
 
@@ -189,7 +190,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS);
   want(FUSE_CAP_READDIRPLUS_AUTO);
   want(FUSE_CAP_PARALLEL_DIROPS);
-  want(FUSE_CAP_POSIX_ACL);
+  if (m->xattrs) want(FUSE_CAP_POSIX_ACL);
   // The umask comes with each create/mkdir/mknod and the shell applies it unless the parent has
   // a default ACL (which replaces it).
   want(FUSE_CAP_DONT_MASK);
@@ -567,6 +568,7 @@ void Usage(FILE* f) {
                "usage: permfs mount IMAGE MOUNTPOINT [-o OPTIONS] [-f|--foreground] [-d]\n"
                "options: ro, rw, sync, noatime, relatime, allow_other, hot_tier_mb=N,\n"
                "         read_cache_mb=N (recently read chunks kept in memory; 0: none),\n"
+               "         noxattr (no extended attributes or ACLs: no GETXATTR before each write),\n"
                "         idle_flush_ms=N, writeback_cache, no_writeback_cache, threads=N,\n"
                "         bdi_max_ratio=N (kernel dirty-cache share, %% of the threshold; 0: keep),\n"
                "         and libfuse options (fsname=, max_read=, ...)\n");
@@ -622,7 +624,8 @@ bool ParseUint(const std::string& s, std::uint64_t* out) {
 int MountMain(int argc, char** argv) {
   std::string image, mountpoint;
   std::vector<std::string> fuse_opts;
-  bool foreground = false, debug = false, read_only = false, sync = false, writeback = true;
+  bool foreground = false, debug = false, read_only = false, sync = false, writeback = true,
+       xattrs = true;
   // Default hot tier: 1/16 of physical memory, between 256 MiB and 2 GiB (the kernel lets a
   // local filesystem keep far more dirty data: dirty_ratio is 20% of memory).
   // Default read cache: 1/64 of physical memory, between 32 and 512 MiB (a 4 KiB page-cache
@@ -666,6 +669,8 @@ int MountMain(int argc, char** argv) {
           continue;  // atime is never updated on read: noatime semantics (see docs)
         else if (o == "writeback_cache") writeback = true;
         else if (o == "no_writeback_cache") writeback = false;
+        else if (o == "noxattr") xattrs = false;
+        else if (o == "xattr") xattrs = true;
         else if (o.rfind("hot_tier_mb=", 0) == 0) {
           if (!ParseUint(o.substr(12), &v) || v == 0) {
             std::fprintf(stderr, "permfs mount: bad value in %s\n", o.c_str());
@@ -777,6 +782,7 @@ int MountMain(int argc, char** argv) {
   ms.read_only = read_only;
   ms.writeback = writeback && !sync;
   ms.block_size = (*vol)->sb().block_size;
+  ms.xattrs = xattrs;
 
   std::string opt_string = "default_permissions,fsname=" + image + ",subtype=permfs";
   if (read_only) opt_string += ",ro";
@@ -787,6 +793,15 @@ int MountMain(int argc, char** argv) {
   for (std::string& s : fargs) fargv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
   fuse_lowlevel_ops ops = MakeOps();
+  if (!xattrs) {
+    // Unregistered ops answer ENOSYS once; the kernel then stops asking. The point: with xattrs
+    // the kernel sends a GETXATTR(security.capability) round trip before every write(2)
+    // (FUSE never sets SB_NOSEC), which bounds small-write rates.
+    ops.getxattr = nullptr;
+    ops.setxattr = nullptr;
+    ops.listxattr = nullptr;
+    ops.removexattr = nullptr;
+  }
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &ms);
   if (!se) {
     std::fprintf(stderr, "permfs mount: cannot create the FUSE session (bad -o option?)\n");

@@ -140,5 +140,24 @@ for p in "${pkgs[@]}"; do
   diff -r --no-dereference "$p" "$MNT/doc/$(basename "$p")" > /dev/null 2>&1 || fail "diff -r $p after remount"
 done
 fuse_umount
+
+# ---- noxattr and read_cache_mb= ----------------------------------------------------------------
+step "noxattr, read_cache_mb"
+fuse_mount noxattr,read_cache_mb=0
+getfattr -n user.one "$MNT/tarx/a/f1" > "$WORK/xa.out" 2>&1 && fail "getfattr works under noxattr"
+grep -q "Operation not supported" "$WORK/xa.out" || { fail "getfattr under noxattr: $(cat "$WORK/xa.out")"; }
+setfattr -n user.new -v x "$MNT/tarx/a/f1" 2> /dev/null && fail "setfattr works under noxattr"
+diff -r --no-dereference "$SRC" "$MNT/tarx" 2>&1 | grep -v ' is a fifo while file ' > "$WORK/diff.out"
+[ -s "$WORK/diff.out" ] && { fail "data under noxattr, no read cache"; head "$WORK/diff.out" >&2; }
+echo noxattr-write > "$MNT/tarx/nx" || fail "write under noxattr"
+fuse_umount
+"$PERMFS" mount "$IMG" "$MNT" -f -o read_cache_mb=x > "$WORK/bad.out" 2>&1 && fail "read_cache_mb=x accepted"
+grep -q "bad value" "$WORK/bad.out" || fail "read_cache_mb=x: $(cat "$WORK/bad.out")"
+fuse_mount read_cache_mb=1
+[ "$(getfattr --only-values -n user.one "$MNT/tarx/a/f1")" = hello ] || fail "xattr lost after a noxattr mount"
+[ "$(cat "$MNT/tarx/nx")" = noxattr-write ] || fail "noxattr write lost"
+rm "$MNT/tarx/nx"
+compare_tree "$SRC" "$MNT/tarx" "tar tree with a 1 MiB read cache"
+fuse_umount
 fuse_fsck
 finish

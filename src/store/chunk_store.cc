@@ -348,9 +348,19 @@ Status ChunkStore::ReadLocated(const ChunkLocation& loc, std::uint32_t offset, s
     return Status::InvalidArgument("read range outside the chunk");
   if (len == 0) return Status();
   if (out == nullptr) return Status::InvalidArgument("null output buffer");
-  if (cache_.Read(loc.id, offset, len, out)) return Status();
   const std::size_t bytes = static_cast<std::size_t>(loc.block_count) * bs_;
-  const std::uint32_t slot = bytes <= cache_.slot_bytes() ? cache_.Acquire() : ChunkCache::kNoSlot;
+  const bool whole = offset == 0 && len == loc.length;
+  // A whole-chunk read (sequential I/O, promotion merges) is not cached: nothing else will ask
+  // for this chunk soon, and caching it would push out chunks that partial reads come back to.
+  // When the chunk fills its blocks exactly it is read straight into `out`.
+  if (whole && bytes == len) {
+    Status st = ReadVerified(loc, out);
+    if (!st.ok()) FillBytes(out, 0, len);  // bytes that failed their CRC never reach a caller
+    return st;
+  }
+  if (!whole && cache_.Read(loc.id, offset, len, out)) return Status();
+  const std::uint32_t slot =
+      !whole && bytes <= cache_.slot_bytes() ? cache_.Acquire() : ChunkCache::kNoSlot;
   if (slot == ChunkCache::kNoSlot) {
     BlockBuffer buf(bytes);
     if (!buf) return Status::NoMemory();

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -144,55 +145,65 @@ TEST(ChunkCacheTest, ConcurrentReadersAlwaysSeeTheirChunksBytes) {
 
 // ---- As ChunkStore's read cache ---------------------------------------------------------
 
-TEST(ChunkStoreReadCacheTest, RepeatedReadsHitAndVerifyIdStillReadsTheDevice) {
-  auto s = StoreVolume::Make(8192);
-  ASSERT_TRUE(s);
-  s->cs->SetReadCache(1 << 20);
-  auto data = RandomBytes(3, 65536);
+// A store with a 1 MiB read cache holding one chunk of `size` random bytes.
+struct CachedChunk {
+  std::unique_ptr<StoreVolume> s;
+  std::vector<std::uint8_t> data;
+  ChunkLocation loc;
+};
+
+CachedChunk MakeCachedChunk(std::uint64_t seed, std::size_t size) {
+  CachedChunk c;
+  c.s = StoreVolume::Make(8192);
+  if (!c.s) return c;
+  c.s->cs->SetReadCache(1 << 20);
+  c.data = RandomBytes(seed, size);
   ChunkId id;
-  ASSERT_TRUE(Put(*s, data, &id).ok());
-  auto loc = Locate(*s, id);
-  ASSERT_TRUE(loc.ok());
-  const std::uint64_t read0 = s->cs->stats().bytes_read;
+  EXPECT_TRUE(Put(*c.s, c.data, &id).ok());
+  auto loc = Locate(*c.s, id);
+  EXPECT_TRUE(loc.ok());
+  if (!loc.ok()) c.s.reset();
+  else c.loc = *loc;
+  return c;
+}
+
+TEST(ChunkStoreReadCacheTest, RepeatedReadsHitAndVerifyIdStillReadsTheDevice) {
+  CachedChunk c = MakeCachedChunk(3, 65536);
+  ASSERT_TRUE(c.s);
+  const std::uint64_t read0 = c.s->cs->stats().bytes_read;
   std::vector<std::uint8_t> out(4096);
   for (std::uint32_t page = 0; page < 16; ++page) {
-    ASSERT_TRUE(s->cs->ReadLocated(*loc, page * 4096, 4096, out.data()).ok());
-    ASSERT_EQ(0, std::memcmp(out.data(), data.data() + page * 4096, 4096)) << page;
+    ASSERT_TRUE(c.s->cs->ReadLocated(c.loc, page * 4096, 4096, out.data()).ok());
+    ASSERT_EQ(0, std::memcmp(out.data(), c.data.data() + page * 4096, 4096)) << page;
   }
-  EXPECT_EQ(s->cs->stats().bytes_read - read0, 65536u);  // one device read for 16 pages
-  EXPECT_EQ(s->cs->read_cache_stats().hits, 15u);
+  EXPECT_EQ(c.s->cs->stats().bytes_read - read0, 65536u);  // one device read for 16 pages
+  EXPECT_EQ(c.s->cs->read_cache_stats().hits, 15u);
   // The device copy goes bad: reads of the cached (content-addressed, verified) chunk still
   // return its true bytes, but fsck's VerifyId reads the device and reports the damage.
-  s->dev->raw()[loc->block * 4096 + 100] ^= 0x40;
-  ASSERT_TRUE(s->cs->ReadLocated(*loc, 0, 4096, out.data()).ok());
-  EXPECT_EQ(0, std::memcmp(out.data(), data.data(), 4096));
-  EXPECT_TRUE(s->cs->VerifyId(*loc).IsCorruption());
+  c.s->dev->raw()[c.loc.block * 4096 + 100] ^= 0x40;
+  ASSERT_TRUE(c.s->cs->ReadLocated(c.loc, 0, 4096, out.data()).ok());
+  EXPECT_EQ(0, std::memcmp(out.data(), c.data.data(), 4096));
+  EXPECT_TRUE(c.s->cs->VerifyId(c.loc).IsCorruption());
 }
 
 TEST(ChunkStoreReadCacheTest, CorruptChunkIsNeverCached) {
-  auto s = StoreVolume::Make(8192);
-  ASSERT_TRUE(s);
-  s->cs->SetReadCache(1 << 20);
-  auto data = RandomBytes(4, 30000);
-  ChunkId id;
-  ASSERT_TRUE(Put(*s, data, &id).ok());
-  auto loc = Locate(*s, id);
-  ASSERT_TRUE(loc.ok());
-  std::uint8_t* raw = s->dev->raw() + loc->block * 4096;
+  CachedChunk c = MakeCachedChunk(4, 30000);
+  ASSERT_TRUE(c.s);
+  std::uint8_t* raw = c.s->dev->raw() + c.loc.block * 4096;
   raw[5] ^= 1;
   std::vector<std::uint8_t> out(100, 0xAB);
   for (int i = 0; i < 3; ++i) {  // every attempt reads the device again and fails
-    EXPECT_TRUE(s->cs->ReadLocated(*loc, 1000, 100, out.data()).IsCorruption());
+    EXPECT_TRUE(c.s->cs->ReadLocated(c.loc, 1000, 100, out.data()).IsCorruption());
     EXPECT_EQ(out, std::vector<std::uint8_t>(100, 0xAB));
   }
   raw[5] ^= 1;  // repaired: the next read verifies, returns and caches it
-  ASSERT_TRUE(s->cs->ReadLocated(*loc, 1000, 100, out.data()).ok());
-  EXPECT_EQ(0, std::memcmp(out.data(), data.data() + 1000, 100));
-  EXPECT_EQ(s->cs->read_cache_stats().hits, 0u);
-  ASSERT_TRUE(s->cs->ReadLocated(*loc, 0, 30000, nullptr).code() == Code::kInvalidArgument);
-  ASSERT_TRUE(s->cs->ReadLocated(*loc, 2000, 100, out.data()).ok());
-  EXPECT_EQ(0, std::memcmp(out.data(), data.data() + 2000, 100));
-  EXPECT_EQ(s->cs->read_cache_stats().hits, 1u);
+  ASSERT_TRUE(c.s->cs->ReadLocated(c.loc, 1000, 100, out.data()).ok());
+  EXPECT_EQ(0, std::memcmp(out.data(), c.data.data() + 1000, 100));
+  EXPECT_EQ(c.s->cs->read_cache_stats().hits, 0u);
+  ASSERT_TRUE(c.s->cs->ReadLocated(c.loc, 0, 30000, nullptr).code() == Code::kInvalidArgument);
+  ASSERT_TRUE(c.s->cs->ReadLocated(c.loc, 2000, 100, out.data()).ok());
+  EXPECT_EQ(0, std::memcmp(out.data(), c.data.data() + 2000, 100));
+  EXPECT_EQ(c.s->cs->read_cache_stats().hits, 1u);
 }
 
 TEST(ChunkStoreReadCacheTest, WholeChunkReadsBypassTheCache) {

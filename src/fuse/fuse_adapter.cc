@@ -817,6 +817,8 @@ int MountMain(int argc, char** argv) {
     ops.removexattr = nullptr;
   }
   fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &ms);
+  // fuse_session_new parsed `args` into a copy it allocated (and keeps nothing of it).
+  fuse_opt_free_args(&args);
   if (!se) {
     std::fprintf(stderr, "permfs mount: cannot create the FUSE session (bad -o option?)\n");
     return 1;

@@ -88,17 +88,22 @@ static Status ReadRange(volume::Volume* vol, store::ChunkStore* store, btree::BT
       locs.push_back(loc);
     }
   }
-  FillBytes(out, 0, n);
+  // Chunks are read straight into `out`; only the holes between them (sparse ranges, short
+  // last records) are zero-filled. Items come in index order.
+  std::uint64_t done = off;  // bytes before this are written
   for (std::size_t i = 0; i < items.size(); ++i) {
     const std::uint64_t rec_start = items[i].index * rs;
     const std::uint64_t a = off > rec_start ? off : rec_start;
     const std::uint64_t rec_end = rec_start + items[i].entry.length;
     const std::uint64_t b = (off + n) < rec_end ? (off + n) : rec_end;
     if (a >= b) continue;
+    if (a > done) FillBytes(out + (done - off), 0, static_cast<std::size_t>(a - done));
     PERMFS_RETURN_IF_ERROR(store->ReadLocated(locs[i], static_cast<std::uint32_t>(a - rec_start),
                                               static_cast<std::uint32_t>(b - a),
                                               out + (a - off)));
+    done = b;
   }
+  if (off + n > done) FillBytes(out + (done - off), 0, static_cast<std::size_t>(off + n - done));
   return Status();
 }
 

@@ -26,69 +26,100 @@ Result<JournalHeader> JournalHeader::DecodePayload(const std::uint8_t* b,
   return h;
 }
 
-void EncodeDescriptor(std::uint8_t* b, std::size_t block_size, const DescriptorPayload& d,
-                      const DescriptorEntry* entries) noexcept {
-  Writer w(b + kMetaHeaderSize, block_size - kMetaHeaderSize);
-  w.U32(d.index);
-  w.U32(d.count);
+namespace {
+
+// Descriptor and manifest blocks share one payload layout: index u32, count u32, reserved u64
+// (zero), then `count` 16-byte rows of (u64, u32, u32). Only the rows' meaning differs.
+struct Row {
+  std::uint64_t a;
+  std::uint32_t b, c;
+};
+
+struct TableErrors {
+  const char* reserved;
+  const char* count;
+  const char* row;  // a row `accept` refused
+  const char* truncated;
+};
+
+template <class E, class ToRow>
+void EncodeTable(std::uint8_t* blk, std::size_t block_size, std::uint32_t index,
+                 std::uint32_t count, const E* entries, ToRow to_row) noexcept {
+  Writer w(blk + kMetaHeaderSize, block_size - kMetaHeaderSize);
+  w.U32(index);
+  w.U32(count);
   w.U64(0);
-  for (std::uint32_t i = 0; i < d.count; ++i) {
-    w.U64(entries[i].home_block);
-    w.U32(entries[i].crc);
-    w.U32(entries[i].flags);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const Row r = to_row(entries[i]);
+    w.U64(r.a);
+    w.U32(r.b);
+    w.U32(r.c);
   }
   w.Zeros(w.remaining());
 }
 
+// `accept(row, &entry)` stores a row and says whether it is valid.
+template <class E, class Accept>
+Status DecodeTable(const std::uint8_t* blk, std::size_t block_size, std::size_t capacity,
+                   const TableErrors& err, std::uint32_t* index, std::uint32_t* count, E* entries,
+                   Accept accept) noexcept {
+  Reader r(blk + kMetaHeaderSize, block_size - kMetaHeaderSize);
+  *index = r.U32();
+  *count = r.U32();
+  if (r.U64() != 0) return Status::Corruption(err.reserved);
+  if (*count == 0 || *count > capacity) return Status::Corruption(err.count);
+  for (std::uint32_t i = 0; i < *count; ++i) {
+    Row row;
+    row.a = r.U64();
+    row.b = r.U32();
+    row.c = r.U32();
+    if (!accept(row, &entries[i])) return Status::Corruption(err.row);
+  }
+  if (!r.ok()) return Status::Corruption(err.truncated);
+  return Status();
+}
+
+}  // namespace
+
+void EncodeDescriptor(std::uint8_t* b, std::size_t block_size, const DescriptorPayload& d,
+                      const DescriptorEntry* entries) noexcept {
+  EncodeTable(b, block_size, d.index, d.count, entries, [](const DescriptorEntry& e) {
+    return Row{e.home_block, e.crc, e.flags};
+  });
+}
+
 Result<DescriptorPayload> DecodeDescriptor(const std::uint8_t* b, std::size_t block_size,
                                            DescriptorEntry* entries) noexcept {
-  Reader r(b + kMetaHeaderSize, block_size - kMetaHeaderSize);
+  static constexpr TableErrors kErr{"journal descriptor: reserved bytes set",
+                                    "journal descriptor: bad entry count", "",
+                                    "journal descriptor: truncated"};
   DescriptorPayload d;
-  d.index = r.U32();
-  d.count = r.U32();
-  r.U64();
-  if (d.count == 0 || d.count > DescriptorCapacity(block_size))
-    return Status::Corruption("journal descriptor: bad entry count");
-  for (std::uint32_t i = 0; i < d.count; ++i) {
-    entries[i].home_block = r.U64();
-    entries[i].crc = r.U32();
-    entries[i].flags = r.U32();
-  }
-  if (!r.ok()) return Status::Corruption("journal descriptor: truncated");
+  PERMFS_RETURN_IF_ERROR(DecodeTable(b, block_size, DescriptorCapacity(block_size), kErr, &d.index,
+                                     &d.count, entries, [](const Row& r, DescriptorEntry* e) {
+                                       *e = DescriptorEntry{r.a, r.b, r.c};
+                                       return true;
+                                     }));
   return d;
 }
 
 void EncodeManifest(std::uint8_t* b, std::size_t block_size, const ManifestPayload& m,
                     const ManifestEntry* entries) noexcept {
-  Writer w(b + kMetaHeaderSize, block_size - kMetaHeaderSize);
-  w.U32(m.index);
-  w.U32(m.count);
-  w.U64(0);
-  for (std::uint32_t i = 0; i < m.count; ++i) {
-    w.U64(entries[i].block);
-    w.U32(entries[i].length);
-    w.U32(entries[i].crc);
-  }
-  w.Zeros(w.remaining());
+  EncodeTable(b, block_size, m.index, m.count, entries, [](const ManifestEntry& e) {
+    return Row{e.block, e.length, e.crc};
+  });
 }
 
 Result<ManifestPayload> DecodeManifest(const std::uint8_t* b, std::size_t block_size,
                                        ManifestEntry* entries) noexcept {
-  Reader r(b + kMetaHeaderSize, block_size - kMetaHeaderSize);
+  static constexpr TableErrors kErr{"journal manifest: reserved bytes set",
+                                    "journal manifest: bad entry count",
+                                    "journal manifest: empty extent", "journal manifest: truncated"};
   ManifestPayload m;
-  m.index = r.U32();
-  m.count = r.U32();
-  const std::uint64_t reserved = r.U64();
-  if (reserved != 0) return Status::Corruption("journal manifest: reserved bytes set");
-  if (m.count == 0 || m.count > ManifestCapacity(block_size))
-    return Status::Corruption("journal manifest: bad entry count");
-  for (std::uint32_t i = 0; i < m.count; ++i) {
-    entries[i].block = r.U64();
-    entries[i].length = r.U32();
-    entries[i].crc = r.U32();
-    if (entries[i].length == 0) return Status::Corruption("journal manifest: empty extent");
-  }
-  if (!r.ok()) return Status::Corruption("journal manifest: truncated");
+  PERMFS_RETURN_IF_ERROR(DecodeTable(b, block_size, ManifestCapacity(block_size), kErr, &m.index,
+                                     &m.count, entries, [](const Row& r, ManifestEntry* e) {
+                                       *e = ManifestEntry{r.a, r.b, r.c};
+                                       return r.b != 0;  // an extent has a length
+                                     }));
   return m;
 }
 

@@ -65,7 +65,7 @@ struct ManifestEntry {
 
 // Entries one manifest block can hold (the same as a descriptor: 16 bytes each).
 inline std::size_t ManifestCapacity(std::size_t block_size) noexcept {
-  return (block_size - kMetaHeaderSize - 16) / 16;
+  return DescriptorCapacity(block_size);
 }
 
 struct ManifestPayload {

@@ -32,18 +32,16 @@
 #include "hosted/file_block_device.h"
 #include "util/random.h"
 #include "volume/volume.h"
+#include "testutil/volume_fixture.h"
 
 namespace permfs::fs {
 namespace {
 
+using testutil::EnvU64;
+using testutil::Str;
+
 constexpr std::uint32_t kBs = 4096;
 const Credentials kCred{1000, 1000};
-
-std::string Str(const Status& s) { return std::string(s.CodeName()) + ": " + s.message(); }
-std::uint64_t EnvU64(const char* name, std::uint64_t dflt) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtoull(v, nullptr, 10) : dflt;
-}
 
 struct FileWant {
   std::uint64_t ino;

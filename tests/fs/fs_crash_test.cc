@@ -51,9 +51,13 @@
 #include "util/random.h"
 #include "volume/volume.h"
 #include "testutil/trace_marks.h"
+#include "testutil/volume_fixture.h"
 
 namespace permfs::fs {
 namespace {
+
+using testutil::EnvU64;
+using testutil::Str;
 
 using model::Expect;
 using model::Model;
@@ -63,13 +67,6 @@ constexpr std::uint64_t kDevBlocks = 1536;  // 6 MiB
 constexpr std::uint64_t kJournal = 64;
 constexpr std::uint32_t kRs = 4096;
 const Credentials kCred{1000, 1000};
-
-std::uint64_t EnvU64(const char* name, std::uint64_t dflt) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtoull(v, nullptr, 10) : dflt;
-}
-
-std::string Str(const Status& s) { return std::string(s.CodeName()) + ": " + s.message(); }
 
 volume::MountOptions MountOpts() {
   volume::MountOptions o;

@@ -16,18 +16,16 @@
 #include "fs_fixture.h"
 #include "fs_model.h"
 #include "util/random.h"
+#include "testutil/volume_fixture.h"
 
 namespace permfs::fs::test {
 namespace {
 
+using testutil::EnvU64;
+
 using model::Expect;
 using model::MNode;
 using model::Model;
-
-std::uint64_t EnvU64(const char* name, std::uint64_t dflt) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtoull(v, nullptr, 10) : dflt;
-}
 
 class FsModelTest : public FsFixture, public ::testing::WithParamInterface<std::uint64_t> {
  protected:

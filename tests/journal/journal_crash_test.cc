@@ -36,6 +36,8 @@
 namespace permfs::journal {
 namespace {
 
+using testutil::EnvU64;
+
 using namespace permfs::journal::testing;  // NOLINT
 using testutil::Str;
 using testutil::TestVolume;
@@ -46,11 +48,6 @@ constexpr std::uint64_t kJournal = 24;  // 22 log blocks: checkpoints every few 
 constexpr std::uint64_t kN = 8;         // test metadata blocks; slot kN is the volume root
 
 using State = std::vector<std::uint64_t>;  // tag of every block + the root counter
-
-std::uint64_t EnvU64(const char* name, std::uint64_t dflt) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtoull(v, nullptr, 10) : dflt;
-}
 
 testutil::VolumeOptions Opts() {
   testutil::VolumeOptions o;

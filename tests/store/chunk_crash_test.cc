@@ -37,9 +37,13 @@
 #include "util/random.h"
 #include "volume/volume.h"
 #include "testutil/trace_marks.h"
+#include "testutil/volume_fixture.h"
 
 namespace permfs::store {
 namespace {
+
+using testutil::EnvU64;
+using testutil::Str;
 
 constexpr std::uint32_t kBs = 4096;
 constexpr std::uint64_t kDevBlocks = 1536;  // 6 MiB
@@ -47,13 +51,6 @@ constexpr std::uint64_t kJournal = 64;      // checkpoints every few ops: frees 
 constexpr std::uint32_t kRs = 4096;
 constexpr int kFiles = 4;
 const fs::Credentials kCred{0, 0};
-
-std::uint64_t EnvU64(const char* name, std::uint64_t dflt) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::strtoull(v, nullptr, 10) : dflt;
-}
-
-std::string Str(const Status& s) { return std::string(s.CodeName()) + ": " + s.message(); }
 
 volume::MountOptions MountOpts() {
   volume::MountOptions o;

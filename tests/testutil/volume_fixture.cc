@@ -1,5 +1,6 @@
 #include "testutil/volume_fixture.h"
 
+#include <cstdlib>
 #include <vector>
 
 #include "format/meta_block.h"
@@ -7,6 +8,11 @@
 #include "util/random.h"
 
 namespace permfs::testutil {
+
+std::uint64_t EnvU64(const char* name, std::uint64_t dflt) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::strtoull(v, nullptr, 10) : dflt;
+}
 
 std::string Str(const Status& st) {
   std::string s = st.CodeName();

@@ -29,6 +29,10 @@ namespace permfs::testutil {
 // "Code: message" for assertion messages.
 std::string Str(const Status& st);
 
+// The unsigned number in environment variable `name` (harness sizes such as
+// PERMFS_CRASH_STATES), or `dflt` when it is unset or empty.
+std::uint64_t EnvU64(const char* name, std::uint64_t dflt);
+
 struct VolumeOptions {
   std::uint64_t journal_blocks = 0;   // 0: PlanLayout's default
   std::uint64_t uuid_seed = 1;        // uuid bytes derive from this (deterministic)

@@ -1,13 +1,17 @@
 // main() of every FUSE integration test binary: `BINARY --permfs=PATH [gtest flags]`.
-// Exits 77 (CTest SKIP_RETURN_CODE) with the reason on stdout if /dev/fuse is missing.
+// Exits 77 (CTest SKIP_RETURN_CODE) with the reason on stdout if /dev/fuse is missing, or if
+// PERMFS_FUSE_EXPECT_URING is set (the io_uring variants) and the kernel has no FUSE over io_uring.
+// Those variants turn fuse.enable_uring on through `-o uring`; main() puts it back as it was.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "fuse/fuse_gtest.h"
+#include "fuse/fuse_util.h"
 
 namespace permfs::fusetest {
 void SetPermfsBin(const std::string& p);
@@ -29,5 +33,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   close(fd);
-  return RUN_ALL_TESTS();
+  std::string saved_uring = permfs::fusetest::ReadFuseUringParam();
+  if (getenv("PERMFS_FUSE_EXPECT_URING") && saved_uring.empty()) {
+    std::printf("SKIP: this kernel has no FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING)\n");
+    return 77;
+  }
+  int rc = RUN_ALL_TESTS();
+  if (!saved_uring.empty()) permfs::fusetest::WriteFuseUringParam(saved_uring);
+  return rc;
 }

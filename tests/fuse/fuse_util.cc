@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -154,7 +155,43 @@ std::string Mount::Log() const {
   return ss.str();
 }
 
-bool Mount::Start(const std::string& opts, std::string* why) {
+std::string ReadFuseUringParam() {
+  std::ifstream f("/sys/module/fuse/parameters/enable_uring");
+  std::string v;
+  if (!(f >> v)) return "";
+  return v;
+}
+
+void WriteFuseUringParam(const std::string& value) {
+  std::ofstream f("/sys/module/fuse/parameters/enable_uring");
+  f << value;
+}
+
+namespace {
+// Mount options from PERMFS_FUSE_MOUNT_OPTS appended to a test's own.
+std::string WithExtraOpts(const std::string& opts) {
+  const char* extra = getenv("PERMFS_FUSE_MOUNT_OPTS");
+  if (!extra || !*extra) return opts;
+  return opts.empty() ? std::string(extra) : opts + "," + extra;
+}
+
+// With PERMFS_FUSE_EXPECT_URING: the daemon's exit report must show requests served over a ring.
+bool ServedOverUring(const std::string& log, std::string* why) {
+  if (!getenv("PERMFS_FUSE_EXPECT_URING")) return true;
+  const std::string key = "served ";
+  std::size_t at = log.rfind(key);
+  if (at == std::string::npos || log.find("over io_uring", at) == std::string::npos ||
+      log.find("not used", 0) != std::string::npos ||
+      std::strtoull(log.c_str() + at + key.size(), nullptr, 10) == 0) {
+    *why = "expected requests served over io_uring: " + log;
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+bool Mount::Start(const std::string& test_opts, std::string* why) {
+  const std::string opts = WithExtraOpts(test_opts);
   if (pid_ > 0) {
     *why = "already mounted";
     return false;
@@ -226,7 +263,7 @@ bool Mount::Stop(std::string* why) {
     *why = "permfs mount exited with " + std::to_string(st) + ": " + Log();
     return false;
   }
-  return true;
+  return ServedOverUring(Log(), why);
 }
 
 void Mount::KillDaemon() {

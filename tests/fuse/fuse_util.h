@@ -3,6 +3,9 @@
 // `permfs mount IMAGE DIR -f` in a child process, waits until DIR is a FUSE mount, and always
 // unmounts (fusermount3 -u) and runs `permfs fsck IMAGE` (expecting exit 0) at the end.
 // main() (fuse_main.cc) exits with 77 — CTest SKIP_RETURN_CODE — when /dev/fuse is missing.
+// Environment: PERMFS_FUSE_MOUNT_OPTS adds mount options to every mount (the io_uring variants
+// use `uring`); PERMFS_FUSE_EXPECT_URING=1 makes Stop() fail unless the daemon served requests
+// over io_uring.
 #pragma once
 
 #include <sys/types.h>
@@ -31,6 +34,10 @@ int AsUser(std::uint32_t uid, std::uint32_t gid, const std::function<int()>& fn)
 bool IsFuseMount(const std::string& path);
 
 std::uint64_t NowNs();
+
+// /sys/module/fuse/parameters/enable_uring ("Y"/"N"), or "" if the kernel has no such thing.
+std::string ReadFuseUringParam();
+void WriteFuseUringParam(const std::string& value);
 
 class Mount {
  public:

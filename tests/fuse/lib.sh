@@ -3,11 +3,20 @@
 # Skips (exit 77, reason on stdout) if /dev/fuse is missing; makes $WORK (temporary), $IMG and
 # $MNT; the EXIT trap always unmounts (lazily if it must), stops the daemon and removes $WORK.
 # fuse_mount [OPTS] / fuse_umount / fuse_fsck / fail MSG / finish (prints the verdict, exits).
+# PERMFS_FUSE_MOUNT_OPTS adds options to every mount; with PERMFS_FUSE_EXPECT_URING=1 (the
+# io_uring variants: skipped where the kernel has none) every clean unmount must report requests
+# served over io_uring, and fuse.enable_uring is put back as it was on exit.
 set -uo pipefail
 PERMFS=$(realpath "${1:?usage: $0 PATH_TO_PERMFS}")
 IMAGE_SIZE=${2:-8G}
 if [ ! -e /dev/fuse ]; then
   echo "SKIP: /dev/fuse is missing; the FUSE integration tests need it"
+  exit 77
+fi
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+URING_SAVED=$(cat "$URING_PARAM" 2>/dev/null || true)
+if [ -n "${PERMFS_FUSE_EXPECT_URING:-}" ] && [ -z "$URING_SAVED" ]; then
+  echo "SKIP: this kernel has no FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING)"
   exit 77
 fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/permfs-fuse.XXXXXX")
@@ -31,6 +40,7 @@ cleanup() {
     sleep 1
     kill -9 "$DAEMON" 2>/dev/null
   fi
+  if [ -n "$URING_SAVED" ]; then echo "$URING_SAVED" > "$URING_PARAM" 2>/dev/null; fi
   if [ -z "${PERMFS_FUSE_KEEP:-}" ] && ! mountpoint -q "$MNT" 2>/dev/null; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -39,6 +49,7 @@ trap cleanup EXIT
 
 fuse_mount() {
   local opts=${1:-}
+  if [ -n "${PERMFS_FUSE_MOUNT_OPTS:-}" ]; then opts=${opts:+$opts,}$PERMFS_FUSE_MOUNT_OPTS; fi
   if [ -n "$opts" ]; then
     "$PERMFS" mount "$IMG" "$MNT" -f -o "$opts" >>"$WORK/mount.log" 2>&1 &
   else
@@ -81,6 +92,13 @@ fuse_umount() {
   if [ "$rc" -ne 0 ]; then
     fail "permfs mount exited with $rc"
     tail -20 "$WORK/mount.log" >&2
+  elif [ -n "${PERMFS_FUSE_EXPECT_URING:-}" ]; then
+    local served
+    served=$(grep -o 'served [0-9]* requests over io_uring' "$WORK/mount.log" | tail -1 | awk '{print $2}')
+    if [ -z "$served" ] || [ "$served" -eq 0 ] || grep -q "io_uring not used" "$WORK/mount.log"; then
+      fail "expected requests served over io_uring:"
+      tail -20 "$WORK/mount.log" >&2
+    fi
   fi
 }
 

@@ -489,6 +489,30 @@ Status PlatformShell::OverBudget(Node* current) noexcept {
   return first;
 }
 
+void PlatformShell::DropDirtyLocked(Node* n) noexcept {
+  WaitPromotion(n);
+  if (n->dirty.empty()) return;
+  const std::size_t records = n->dirty.size();
+  n->dirty.ForEach([this](const std::uint64_t&, Record& r) { FreeRecord(&r); });
+  n->dirty.Clear();
+  ++n->data_seq;
+  n->dirty_count.store(n->flight.size(), std::memory_order_release);
+  n->deferred = Status();
+  dropped_records_.fetch_add(records, std::memory_order_relaxed);
+  PERMFS_LOG(kWarn, "shell: no space for ", records, " dirty records of node ", n->id,
+             " at its last close: dropped (ENOSPC was reported)");
+  // A size change is metadata only (the journal's reserve); if even that fails, the committed
+  // size is what the file has after a remount.
+  if (n->attrs_loaded && n->size > n->committed_size) {
+    fs::SetAttrRequest req;
+    req.mask = fs::kSetSize;
+    req.size = n->size;
+    if (fs_->SetAttr(n->id, req).ok()) n->committed_size = n->size;
+    else n->attrs_loaded = false;
+  }
+  if (sink_) sink_->InvalidateNode(n->id);
+}
+
 // ---- The flusher ---------------------------------------------------------------------------
 
 void PlatformShell::KickFlusher() noexcept {
@@ -808,11 +832,23 @@ Status PlatformShell::release(NodeId node) noexcept {
     orphan = n->orphan;
   }
   if (!orphan) st = flush(node);
-  bool reclaim = false;
+  bool reclaim = false, last = false;
   {
     MutexLock l(&table_mu_);
     if (n->opens > 0) n->opens--;
-    reclaim = n->orphan && n->opens == 0 && n->lookups == 0;
+    last = n->opens == 0;
+    reclaim = n->orphan && last && n->lookups == 0;
+  }
+  if (last && st.IsNoSpace()) {
+    // The last close of a file whose dirty data does not fit: the application has been told
+    // (close returned ENOSPC, and again here), and while the file was open it could make room
+    // (truncate, delete other files) and keep it. Kept any longer, the data would fail at every
+    // flush and at unmount, holding memory and keeping the volume from unmounting cleanly, so
+    // it is dropped, like pages whose writeback failed: the ranges read as zeros (holes cost no
+    // space) and the size stays what the kernel already shows, so the file reads the same
+    // before and after a remount.
+    MutexLock l(&n->mu);
+    DropDirtyLocked(n);
   }
   if (reclaim) {
     Status rs = ReclaimIfUnused(node);
@@ -1121,6 +1157,7 @@ ShellStats PlatformShell::stats() const noexcept {
   ShellStats s;
   s.flusher_promotions = flusher_promotions_.load();
   s.partial_merges = partial_merges_.load();
+  s.dropped_records = dropped_records_.load();
   s.sync_completions = sync_completions_.load();
   s.dirty_bytes = dirty_bytes_.load();
   s.dirty_records = dirty_records_.load();

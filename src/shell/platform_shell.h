@@ -77,6 +77,7 @@ struct ShellStats {
   std::uint64_t idle_promotions = 0;
   std::uint64_t flusher_promotions = 0;
   std::uint64_t partial_merges = 0;    // partial records merged with committed data
+  std::uint64_t dropped_records = 0;   // unplaceable dirty records dropped at last close
   std::uint64_t sync_completions = 0;  // writes that had to read a record first
   std::uint64_t nodes = 0;
 };
@@ -179,6 +180,8 @@ class PlatformShell {
   // Node lock held on entry and exit; released while the records are written.
   Status PromoteLocked(Node* n, Pick pick) noexcept;
   void WaitPromotion(Node* n) noexcept;              // node lock held
+  // Drops the node's dirty records (node lock held); see release().
+  void DropDirtyLocked(Node* n) noexcept;
   // Bytes of record r below the dirty layer (committed or in flight), clamped to the size.
   std::uint64_t BaseLen(Node* n, std::uint64_t r) noexcept;  // node lock held
   // Turns the partial dirty record r into a complete one (reads the bytes below it).
@@ -229,7 +232,8 @@ class PlatformShell {
   std::atomic<std::uint64_t> dirty_bytes_{0};
   std::atomic<std::uint64_t> dirty_records_{0};
   std::atomic<std::uint64_t> promotions_{0}, promoted_bytes_{0}, budget_promotions_{0},
-      idle_promotions_{0}, flusher_promotions_{0}, partial_merges_{0}, sync_completions_{0};
+      idle_promotions_{0}, flusher_promotions_{0}, partial_merges_{0}, sync_completions_{0},
+      dropped_records_{0};
   std::uint64_t last_commit_check_ns_ = 0;
 };
 

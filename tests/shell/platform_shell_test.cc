@@ -304,5 +304,55 @@ TEST_F(ShellTest, FailedPromotionKeepsDataAndReportsError) {
   EXPECT_EQ(ReadAll(ino), model);
 }
 
+// At the last close, dirty data that still does not fit is dropped (ENOSPC was reported at the
+// flush before): its ranges read as zeros, the size stays, nothing stays in memory, and the
+// volume syncs and unmounts cleanly.
+TEST_F(ShellTest, LastCloseDropsDataThatDoesNotFit) {
+  Unmount();
+  Make(2048);  // 8 MiB volume
+  const std::uint64_t ino = NewFile("big");
+  StartShell();
+  ASSERT_TRUE(shell_->open(ino).ok());
+  std::string model;
+  for (int i = 0; i < 200; ++i) {  // 12.5 MiB: more than the volume holds
+    std::string d = Pattern(65536, static_cast<std::uint32_t>(i + 2000));
+    ASSERT_TRUE(Write(ino, model.size(), d).ok());
+    model += d;
+  }
+  EXPECT_TRUE(shell_->flush(ino).IsNoSpace());  // close(2)
+  EXPECT_TRUE(shell_->release(ino).IsNoSpace());
+  EXPECT_GT(shell_->stats().dropped_records, 0u);
+  EXPECT_EQ(shell_->stats().dirty_bytes, 0u);
+  // The size stays; every record is either what was written or, dropped, zeros.
+  auto a = shell_->attrs(ino);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_EQ(a->size, model.size());
+  const std::string got = ReadAll(ino);
+  ASSERT_EQ(got.size(), model.size());
+  std::size_t kept = 0;
+  for (std::size_t off = 0; off < got.size(); off += 65536) {
+    const std::string r = got.substr(off, 65536);
+    if (r == model.substr(off, 65536)) ++kept;
+    else EXPECT_EQ(r, std::string(r.size(), '\0')) << "record at " << off;
+  }
+  EXPECT_GT(kept, 0u);
+  EXPECT_LT(kept, 200u);
+  ExpectFile(ino, got, "the shell's view is what is stored");
+  ASSERT_TRUE(shell_->SyncAll().ok());
+  // The volume is still usable: a small file fits after the big one is truncated.
+  fs::SetAttrRequest r;
+  r.mask = fs::kSetSize;
+  r.size = 1 << 20;
+  ASSERT_TRUE(shell_->setattr(ino, r).ok());
+  const std::uint64_t small = NewFile("small");
+  const std::string sd = Pattern(100000, 7);
+  ASSERT_TRUE(Write(small, 0, sd).ok());
+  ASSERT_TRUE(shell_->flush(small).ok());
+  StopShell();
+  Remount();
+  EXPECT_EQ(ReadAll(ino), got.substr(0, 1 << 20));
+  EXPECT_EQ(ReadAll(small), sd);
+}
+
 }  // namespace
 }  // namespace permfs::shell

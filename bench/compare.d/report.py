@@ -63,35 +63,51 @@ def fmt(v):
     return f"{v:.3f}"
 
 
+def subjects(res):
+    """The PermFS configurations measured (permfs over /dev/fuse, permfs-uring over io_uring)."""
+    return [t for t in res["config"]["targets"]
+            if t.startswith("permfs") and t not in res["unavailable"]]
+
+
+def peers_of(res):
+    return [t for t in res["config"]["targets"]
+            if not t.startswith("permfs") and t not in res["unavailable"]]
+
+
 def compute_ratios(res):
-    """ratio[metric][peer] = how many times better PermFS is than peer (> 1: PermFS wins)."""
-    ratios = {}
-    for k, med in res["median"].items():
-        if k.startswith(NO_RATIO) or "permfs" not in med:
-            continue
-        better = res["meta"][k]["better"]
-        p = med["permfs"]
-        for peer, v in med.items():
-            if peer == "permfs":
-                continue
-            try:
-                r = p / v if better == "higher" else v / p
-            except ZeroDivisionError:
-                r = float("inf")
-            ratios.setdefault(k, {})[peer] = r
-    res["ratio"] = ratios
+    """ratio[subject][metric][peer] = how many times better that PermFS configuration is than
+    the peer (> 1: PermFS wins); checks = the issue-5 targets for each configuration."""
+    res["ratio"] = {}
     checks = []
-    for prefix, desc, rule in _targets():
-        for k in ratios:
-            if k.startswith(prefix) and "wall" not in k:
-                met, detail = rule(ratios[k])
-                checks.append({"metric": k, "target": desc, "met": met, "detail": detail})
-    # dedupe target is absolute
-    for k, med in res["median"].items():
-        if k.startswith("dedupe: 2nd copy %") and "permfs" in med:
-            v = med["permfs"]
-            checks.append({"metric": k, "target": "2nd copy of identical data adds < 2% space",
-                           "met": v < 2.0, "detail": f"{v:.1f}% (need < 2%)"})
+    for subj in subjects(res):
+        ratios = {}
+        for k, med in res["median"].items():
+            if k.startswith(NO_RATIO) or subj not in med:
+                continue
+            better = res["meta"][k]["better"]
+            p = med[subj]
+            for peer, v in med.items():
+                if peer.startswith("permfs"):
+                    continue
+                try:
+                    r = p / v if better == "higher" else v / p
+                except ZeroDivisionError:
+                    r = float("inf")
+                ratios.setdefault(k, {})[peer] = r
+        res["ratio"][subj] = ratios
+        for prefix, desc, rule in _targets():
+            for k in ratios:
+                if k.startswith(prefix) and "wall" not in k:
+                    met, detail = rule(ratios[k])
+                    checks.append({"subject": subj, "metric": k, "target": desc, "met": met,
+                                   "detail": detail})
+        # dedupe target is absolute
+        for k, med in res["median"].items():
+            if k.startswith("dedupe: 2nd copy %") and subj in med:
+                v = med[subj]
+                checks.append({"subject": subj, "metric": k,
+                               "target": "2nd copy of identical data adds < 2% space",
+                               "met": v < 2.0, "detail": f"{v:.1f}% (need < 2%)"})
     res["checks"] = checks
 
 
@@ -99,7 +115,7 @@ def markdown(res):
     cfg = res["config"]
     mi = res["machine"]
     tn = [t for t in cfg["targets"] if t not in res["unavailable"]]
-    peers = [t for t in tn if t != "permfs"]
+    peers = peers_of(res)
     L = []
     L.append(f"# bench/compare — {cfg['mode']} mode, median of {cfg['runs']} run(s)\n")
     L.append(f"Machine: {mi.get('cpu', '?')}, {mi.get('cpus')} CPUs, {mi.get('mem_gib')} GiB, "
@@ -128,45 +144,53 @@ def markdown(res):
         for w, per in res["peak_rss_kib"].items():
             L.append(f"| {w} | " + " | ".join(
                 fmt(max(per[t]) / 1024) if t in per else "–" for t in dn) + " |")
-    if "permfs" in tn and peers:
-        L.append("\n## PermFS ratio to each peer (> 1: PermFS better)\n")
+    for subj in subjects(res):
+        if not peers or subj not in res["ratio"]:
+            continue
+        L.append(f"\n## {subj}: ratio to each peer (> 1: PermFS better)\n")
         L.append("| metric | " + " | ".join(peers) + " |")
         L.append("|---|" + "---|" * len(peers))
-        for k, r in res["ratio"].items():
+        for k, r in res["ratio"][subj].items():
             L.append(f"| {k} | " + " | ".join(
                 (fmt(r[p]) + "×") if p in r else "–" for p in peers) + " |")
     if res.get("checks"):
         L.append("\n## Issue 5 targets\n")
-        L.append("| metric | target | result | |")
-        L.append("|---|---|---|---|")
+        L.append("| PermFS | metric | target | result | |")
+        L.append("|---|---|---|---|---|")
         for c in res["checks"]:
             mark = {True: "met", False: "**missed**", None: "n/a"}[c["met"]]
-            L.append(f"| {c['metric']} | {c['target']} | {c['detail']} | {mark} |")
+            L.append(f"| {c.get('subject', 'permfs')} | {c['metric']} | {c['target']} | "
+                     f"{c['detail']} | {mark} |")
     L.append("")
     return "\n".join(L) + "\n"
 
 
 def plot(res, path):
+    """One group of bars per metric: each PermFS configuration against each peer."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    ratios = {k: v for k, v in res.get("ratio", {}).items() if "wall" not in k}
-    if not ratios:
+    subs = [s for s in subjects(res) if res.get("ratio", {}).get(s)]
+    if not subs:
         return None
-    peers = [t for t in res["config"]["targets"] if t != "permfs" and t not in res["unavailable"]]
-    metrics = list(ratios)
-    n = len(peers)
+    metrics = []
+    for s in subs:
+        metrics += [k for k in res["ratio"][s] if "wall" not in k and k not in metrics]
+    peers = peers_of(res)
+    pairs = [(s, p) for s in subs for p in peers]
+    n = len(pairs)
     width = 0.8 / max(n, 1)
-    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(metrics) + 2), 6))
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(metrics) + 2), 6))
     colors = {"fuse2fs": "#d95f02", "zfs-fuse": "#7570b3", "ext4": "#1b9e77", "tmpfs": "#999999"}
-    for i, p in enumerate(peers):
+    for i, (s, p) in enumerate(pairs):
         xs = [j + (i - (n - 1) / 2) * width for j in range(len(metrics))]
-        ys = [ratios[k].get(p, float("nan")) for k in metrics]
+        ys = [res["ratio"][s].get(k, {}).get(p, float("nan")) for k in metrics]
         ys = [y if y and math.isfinite(y) and y > 0 else float("nan") for y in ys]
-        ax.bar(xs, ys, width, label=f"vs {p}", color=colors.get(p))
+        ax.bar(xs, ys, width, label=f"{s} vs {p}", color=colors.get(p),
+               hatch="//" if s != "permfs" else None, edgecolor="white")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks(range(len(metrics)))
@@ -174,7 +198,7 @@ def plot(res, path):
     ax.set_ylabel("PermFS ratio (> 1: PermFS better, log scale)")
     ax.set_title(f"PermFS vs peers — bench/compare ({res['config']['mode']}, "
                  f"median of {res['config']['runs']})")
-    ax.legend()
+    ax.legend(fontsize=7, ncol=2)
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

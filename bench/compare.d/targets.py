@@ -191,20 +191,30 @@ def tail(path, n=3):
         return ""
 
 
+URING_PARAM = "/sys/module/fuse/parameters/enable_uring"
+
+
 class PermFS(Target):
+    """PermFS over /dev/fuse (`permfs`, -o nouring) or over io_uring (`permfs-uring`, -o uring:
+    per-CPU queues, Linux 6.14+; the mount turns fuse.enable_uring on, bench/compare puts the
+    parameter back as it was at the end)."""
     name = "permfs"
     daemon = True
 
-    def __init__(self, workdir, image_size, log, binary, options):
+    def __init__(self, workdir, image_size, log, binary, options, uring=False):
+        self.name = "permfs-uring" if uring else "permfs"
         super().__init__(workdir, image_size, log)
         self.bin = binary
-        self.options = options
+        self.uring = uring
+        self.options = ",".join(o for o in ("uring" if uring else "nouring", options) if o)
 
     def check(self):
         if not (self.bin and os.access(self.bin, os.X_OK)):
             return f"permfs binary not found ({self.bin}); build it with cmake --build --preset default"
         if not os.path.exists("/dev/fuse"):
             return "/dev/fuse missing"
+        if self.uring and not os.path.exists(URING_PARAM):
+            return "this kernel has no FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING)"
         return None
 
     def mkfs(self):
@@ -366,12 +376,17 @@ class ZfsFuse(Target):
         self._remove_image()
 
 
-ALL = ["permfs", "fuse2fs", "zfs-fuse", "ext4", "tmpfs"]
+ALL = ["permfs", "permfs-uring", "fuse2fs", "zfs-fuse", "ext4", "tmpfs"]
+
+
+def is_permfs(name):
+    return name.startswith("permfs")
 
 
 def make(name, workdir, image_size, log, args):
-    if name == "permfs":
-        return PermFS(workdir, image_size, log, args.permfs_bin, args.permfs_options)
+    if is_permfs(name):
+        return PermFS(workdir, image_size, log, args.permfs_bin, args.permfs_options,
+                      uring=name == "permfs-uring")
     if name == "fuse2fs":
         return Fuse2fs(workdir, image_size, log)
     if name == "zfs-fuse":

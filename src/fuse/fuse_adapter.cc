@@ -878,9 +878,12 @@ int MountMain(int argc, char** argv) {
   fuse_loop_cfg_destroy(cfg);
   if (ring) {
     ring->Stop();
-    if (!ring->negotiated() || !ring->failure().empty())
+    const std::string failure = ring->failure();
+    if (!ring->negotiated())
       std::fprintf(stderr, "permfs mount: FUSE over io_uring not used: %s\n",
-                   ring->failure().empty() ? "not negotiated" : ring->failure().c_str());
+                   failure.empty() ? "not negotiated" : failure.c_str());
+    else if (!failure.empty())
+      std::fprintf(stderr, "permfs mount: FUSE over io_uring: %s\n", failure.c_str());
     if (uring_mode == UringMode::kOn)
       std::fprintf(stderr, "permfs mount: served %llu requests over io_uring\n",
                    static_cast<unsigned long long>(ring->served()));

@@ -489,15 +489,20 @@ Status PlatformShell::OverBudget(Node* current) noexcept {
   return first;
 }
 
-void PlatformShell::DropDirtyLocked(Node* n) noexcept {
-  WaitPromotion(n);
-  if (n->dirty.empty()) return;
+std::size_t PlatformShell::DiscardDirtyLocked(Node* n) noexcept {
+  WaitPromotion(n);  // nothing in flight afterwards
   const std::size_t records = n->dirty.size();
   n->dirty.ForEach([this](const std::uint64_t&, Record& r) { FreeRecord(&r); });
   n->dirty.Clear();
   ++n->data_seq;
-  n->dirty_count.store(n->flight.size(), std::memory_order_release);
+  n->dirty_count.store(0, std::memory_order_release);
   n->deferred = Status();
+  return records;
+}
+
+void PlatformShell::DropDirtyLocked(Node* n) noexcept {
+  const std::size_t records = DiscardDirtyLocked(n);
+  if (records == 0) return;
   dropped_records_.fetch_add(records, std::memory_order_relaxed);
   PERMFS_LOG(kWarn, "shell: no space for ", records, " dirty records of node ", n->id,
              " at its last close: dropped (ENOSPC was reported)");
@@ -971,12 +976,7 @@ Status PlatformShell::ReclaimIfUnused(NodeId id) noexcept {
   {
     // Dirty data of a file nobody can reach any more is simply dropped.
     MutexLock l(&n->mu);
-    WaitPromotion(n);
-    n->dirty.ForEach([this](const std::uint64_t&, Record& r) { FreeRecord(&r); });
-    n->dirty.Clear();
-    ++n->data_seq;
-    n->dirty_count.store(0, std::memory_order_release);
-    n->deferred = Status();
+    DiscardDirtyLocked(n);
     n->attrs_loaded = false;
   }
   return fs_->Reclaim(id);

@@ -180,7 +180,10 @@ class PlatformShell {
   // Node lock held on entry and exit; released while the records are written.
   Status PromoteLocked(Node* n, Pick pick) noexcept;
   void WaitPromotion(Node* n) noexcept;              // node lock held
-  // Drops the node's dirty records (node lock held); see release().
+  // Frees the node's dirty records and its deferred error once no promotion is in flight
+  // (node lock held); returns how many there were.
+  std::size_t DiscardDirtyLocked(Node* n) noexcept;
+  // DiscardDirtyLocked for data that does not fit, at the last close (see release()).
   void DropDirtyLocked(Node* n) noexcept;
   // Bytes of record r below the dirty layer (committed or in flight), clamped to the size.
   std::uint64_t BaseLen(Node* n, std::uint64_t r) noexcept;  // node lock held

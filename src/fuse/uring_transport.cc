@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/sysinfo.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -49,29 +50,10 @@ constexpr int kMaxRearms = 1000;         // fresh entries after refused commits,
 std::string Errno(const char* what, int err) { return std::string(what) + ": " + strerror(err); }
 
 // Number of possible CPUs: the kernel keeps one queue per possible CPU and serves requests only
-// once every queue has an entry.
+// once every queue has an entry. glibc (2.35+) counts them from /sys/devices/system/cpu/possible.
 unsigned PossibleCpus() {
-  unsigned n = 0;
-  if (FILE* f = std::fopen("/sys/devices/system/cpu/possible", "r")) {
-    char line[256] = {};
-    if (std::fgets(line, sizeof line, f)) {
-      const char* p = line;
-      while (*p >= '0' && *p <= '9') {
-        char* end = nullptr;
-        unsigned long a = strtoul(p, &end, 10), b = a;
-        p = end;
-        if (*p == '-') b = strtoul(p + 1, &end, 10), p = end;
-        if (b >= a) n += static_cast<unsigned>(b - a + 1);
-        if (*p == ',') ++p;
-      }
-    }
-    std::fclose(f);
-  }
-  if (n == 0) {
-    long c = sysconf(_SC_NPROCESSORS_CONF);
-    n = c > 0 ? static_cast<unsigned>(c) : 1;
-  }
-  return n;
+  const int n = get_nprocs_conf();
+  return n > 0 ? static_cast<unsigned>(n) : 1;
 }
 
 }  // namespace

@@ -181,7 +181,7 @@ bool ServedOverUring(const std::string& log, std::string* why) {
   const std::string key = "served ";
   std::size_t at = log.rfind(key);
   if (at == std::string::npos || log.find("over io_uring", at) == std::string::npos ||
-      log.find("not used", 0) != std::string::npos ||
+      log.find("io_uring not used") != std::string::npos ||
       std::strtoull(log.c_str() + at + key.size(), nullptr, 10) == 0) {
     *why = "expected requests served over io_uring: " + log;
     return false;

@@ -27,6 +27,7 @@
 
 #include "fs/filesystem.h"
 #include "fuse/uring_transport.h"
+#include "fuse/wire_tap.h"
 #include "hosted/log_sink.h"
 #include "hosted/open_device.h"
 #include "shell/platform_shell.h"
@@ -181,6 +182,37 @@ bool ReadOnlyReply(fuse_req_t req) {
   return true;
 }
 
+// Whether the requester is in group g (its primary group or a supplementary one).
+bool CallerInGroup(fuse_req_t req, gid_t g) {
+  if (fuse_req_ctx(req)->gid == g) return true;
+  std::vector<gid_t> groups(64);
+  int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  if (n > static_cast<int>(groups.size())) {
+    groups.resize(static_cast<std::size_t>(n));
+    n = fuse_req_getgroups(req, n, groups.data());
+  }
+  for (int i = 0; i < n && i < static_cast<int>(groups.size()); ++i)
+    if (groups[static_cast<std::size_t>(i)] == g) return true;
+  return false;
+}
+
+// The privilege clearing a WRITE or SETATTR asks of us under FUSE_HANDLE_KILLPRIV_V2 (zero when
+// the kernel kept that duty). `caps`: the operation loses security.capability; `suidgid`: the
+// kernel's kill bit; `capable`: the caller may keep S_ISGID without S_IXGRP (CAP_FSETID; the
+// kernel sets the bit on write/truncate only for callers without it).
+std::uint32_t KillFor(fuse_req_t req, fuse_ino_t ino, bool caps, bool suidgid, bool capable) {
+  if (!wire::KillPrivV2()) return shell::kKillNone;
+  std::uint32_t kill = caps ? shell::kKillCaps : shell::kKillNone;
+  if (!suidgid) return kill;
+  kill |= shell::kKillSuidgid;
+  // Linux also drops a set-group-ID bit without group execute when the caller is neither in
+  // the file's group nor privileged (setattr_should_drop_sgid); the wire does not say so.
+  auto a = State(req)->shell->attrs(ino);
+  if (!capable && a.ok() && (a->mode & S_ISGID) && !(a->mode & S_IXGRP) && !CallerInGroup(req, a->gid))
+    kill |= shell::kKillSgidNoExec;
+  return kill;
+}
+
 // ---- Operations ----------------------------------------------------------------------------
 
 void OpInit(void* userdata, fuse_conn_info* conn) {
@@ -235,6 +267,14 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
   if (ReadOnlyReply(req)) return;
+  // FUSE_HANDLE_KILLPRIV_V2: a size or owner change loses security.capability; the kernel asks
+  // for set-user/group-ID clearing (chown of a non-directory, truncate without CAP_FSETID)
+  // unless the request sets the mode itself.
+  const bool owner_change = (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
+  const std::uint32_t kill =
+      KillFor(req, ino, owner_change || (to_set & FUSE_SET_ATTR_SIZE),
+              wire::KillSuidgid() && !(to_set & FUSE_SET_ATTR_MODE),
+              owner_change && fuse_req_ctx(req)->uid == 0);
   fs::SetAttrRequest r;
   const std::int64_t now = TsToNs([] {
     timespec ts;
@@ -253,6 +293,11 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   if ((to_set & FUSE_SET_ATTR_SIZE) && !(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
     r.mask |= fs::kSetMtime, r.mtime_ns = now;
   auto res = State(req)->shell->setattr(ino, r);
+  if (res.ok() && kill != shell::kKillNone) {
+    Status k = State(req)->shell->kill_privileges(ino, kill);
+    if (!k.ok()) return ReplyErr(req, k);
+    res = State(req)->shell->attrs(ino);
+  }
   if (!res.ok()) return ReplyErr(req, res.status());
   struct stat st;
   FillStat(*res, State(req)->block_size, &st);
@@ -346,8 +391,11 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
              fuse_file_info*) {
   if (ReadOnlyReply(req)) return;
+  // FUSE_HANDLE_KILLPRIV_V2: every write loses security.capability; set-user/group-ID bits go
+  // when the kernel says the writer lacks CAP_FSETID.
+  const std::uint32_t kill = KillFor(req, ino, true, wire::KillSuidgid(), false);
   Status st = State(req)->shell->write(ino, static_cast<std::uint64_t>(off),
-                                       reinterpret_cast<const std::uint8_t*>(buf), size);
+                                       reinterpret_cast<const std::uint8_t*>(buf), size, kill);
   if (!st.ok()) return ReplyErr(req, st);
   fuse_reply_write(req, size);
 }
@@ -859,6 +907,8 @@ int MountMain(int argc, char** argv) {
       std::fprintf(stderr, "permfs mount: no FUSE over io_uring (%s); using /dev/fuse\n",
                    why.c_str());
   }
+  if (!ring && !wire::InstallClassicHooks(se))
+    std::fprintf(stderr, "permfs mount: cannot hook the FUSE session's I/O; continuing without\n");
   Invalidator inval;
   inval.Start(se);
   sh.set_invalidation_sink(&inval);

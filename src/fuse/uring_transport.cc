@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "fuse/uring_protocol.h"
+#include "fuse/wire_tap.h"
 
 namespace permfs::fuse {
 
@@ -312,6 +313,7 @@ struct Worker {
       t->Offload(this);
     } else {
       tls_worker = this;
+      wire::SawRequest(request.mem, request.size);
       fuse_session_process_buf(t->se, &request);
       tls_worker = nullptr;
     }
@@ -373,6 +375,7 @@ struct Worker {
 
 ssize_t HookRead(int fd, void* buf, size_t len, void*) {
   ssize_t r = ::read(fd, buf, len);
+  if (r > 0) wire::SawRequest(buf, static_cast<std::size_t>(r));
   UringTransport::Impl* t = g_active.load(std::memory_order_acquire);
   if (t && r >= static_cast<ssize_t>(sizeof(InHeader)) && !t->init_seen.load())
     t->SawRequest(static_cast<const unsigned char*>(buf), static_cast<std::size_t>(r));
@@ -389,7 +392,7 @@ ssize_t HookWritev(int fd, struct iovec* iov, int count, void*) {
       if (oh.unique == t->init_unique.load()) return t->ReplyInit(fd, iov, count);
     }
   }
-  return ::writev(fd, iov, count);
+  return wire::Writev(fd, iov, count);
 }
 
 }  // namespace
@@ -437,6 +440,7 @@ ssize_t UringTransport::Impl::ReplyInit(int dev, const struct iovec* iov, int co
       patched = true;
     }
   }
+  if (oh.error == 0) wire::PatchInitReply(msg.data() + sizeof oh, msg.size() - sizeof oh);
   struct iovec one = {msg.data(), msg.size()};
   const ssize_t r = ::writev(dev, &one, 1);
   const int err = errno;
@@ -473,6 +477,7 @@ void UringTransport::Impl::RunPool() {
     Worker* w = pool_queue.front();
     pool_queue.erase(pool_queue.begin());
     l.unlock();
+    wire::SawRequest(w->request.mem, w->request.size);
     fuse_session_process_buf(se, &w->request);  // the reply finds w by its unique id
     l.lock();
   }

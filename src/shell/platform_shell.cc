@@ -37,6 +37,8 @@ struct PlatformShell::Node {
   std::uint64_t committed_size = 0;  // size of the inode as committed
   std::uint64_t data_seq = 0;        // bumped whenever committed data changes under the node
   std::int64_t mtime_ns = 0;       // last write time while dirty
+  enum class Caps : std::uint8_t { kUnknown, kAbsent, kPresent };
+  Caps caps = Caps::kUnknown;      // whether security.capability is set (kill_privileges)
   Status deferred;                 // a failed promotion, reported at the next write/flush/fsync
 };
 
@@ -65,6 +67,7 @@ class NodeRef {
 // and new entries inherit the parent's default ACL.
 constexpr char kAclAccess[] = "system.posix_acl_access";
 constexpr char kAclDefault[] = "system.posix_acl_default";
+constexpr char kCapsXattr[] = "security.capability";
 enum : std::uint16_t {
   kAclUserObj = 0x01, kAclUser = 0x02, kAclGroupObj = 0x04, kAclGroup = 0x08, kAclMask = 0x10,
   kAclOther = 0x20,
@@ -264,6 +267,51 @@ Status PlatformShell::LoadNodeAttrs(Node* n) noexcept {
   n->mtime_ns = a.mtime_ns;
   n->attrs_loaded = true;
   return Status();
+}
+
+Status PlatformShell::KillPrivilegesLocked(Node* n, std::uint32_t kill) noexcept {
+  PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
+  if ((kill & kKillSuidgid) && !fs::IsDir(n->mode)) {
+    std::uint32_t clear = n->mode & fs::kModeSetuid;
+    if ((n->mode & fs::kModeSetgid) && ((n->mode & 0010u) || (kill & kKillSgidNoExec)))
+      clear |= fs::kModeSetgid;
+    if (clear) {
+      fs::SetAttrRequest r;
+      r.mask = fs::kSetMode;
+      r.mode = n->mode & 07777u & ~clear;
+      PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->SetAttr(n->id, r));
+      n->mode = a.mode;
+      if (sink_) sink_->InvalidateAttrs(n->id);
+    }
+  }
+  if (kill & kKillCaps) {
+    if (n->caps == Node::Caps::kUnknown) {
+      auto v = fs_->GetXattr(n->id, kCapsXattr);
+      if (!v.ok() && v.status().code() != Code::kNoData) return v.status();
+      n->caps = v.ok() ? Node::Caps::kPresent : Node::Caps::kAbsent;
+    }
+    if (n->caps == Node::Caps::kPresent) {
+      Status st = fs_->RemoveXattr(n->id, kCapsXattr);
+      if (!st.ok() && st.code() != Code::kNoData) return st;
+      n->caps = Node::Caps::kAbsent;
+    }
+  }
+  return Status();
+}
+
+Status PlatformShell::kill_privileges(NodeId node, std::uint32_t kill) noexcept {
+  PERMFS_PIN(n, node, true);
+  MutexLock l(&n->mu);
+  return KillPrivilegesLocked(n, kill);
+}
+
+void PlatformShell::NoteXattrChange(NodeId id, const std::string& name,
+                                    const InodeRecord* attrs) noexcept {
+  PERMFS_PIN(n, id, false);
+  if (!n) return;
+  MutexLock l(&n->mu);
+  if (name == kCapsXattr) n->caps = Node::Caps::kUnknown;
+  if (attrs && n->attrs_loaded) n->mode = attrs->mode;
 }
 
 void PlatformShell::WaitPromotion(Node* n) noexcept {
@@ -688,7 +736,7 @@ Result<std::size_t> PlatformShell::read(NodeId node, std::uint64_t off, std::siz
 }
 
 Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* data,
-                            std::size_t len) noexcept {
+                            std::size_t len, std::uint32_t kill) noexcept {
   if (off > fs::Filesystem::kMaxFileSize || len > fs::Filesystem::kMaxFileSize - off)
     return Status(Code::kFileTooBig, "file too large");
   PERMFS_PIN(n, node, true);
@@ -703,6 +751,7 @@ Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* 
     if (fs::IsDir(n->mode)) return Status(Code::kIsDirectory, "is a directory");
     if (!fs::IsRegular(n->mode)) return Status::InvalidArgument("not a regular file");
     if (len == 0) return Status();
+    if (kill != kKillNone) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill));
     const std::uint64_t end = off + len;
     const std::uint64_t now = port::MonotonicNanos();
     for (std::uint64_t r = off / rs_; r <= (end - 1) / rs_; ++r) {
@@ -1079,15 +1128,21 @@ Status PlatformShell::setxattr(NodeId node, const std::string& name, const std::
     } else {
       PERMFS_RETURN_IF_ERROR(fs_->SetXattr(node, name, value, flags));
     }
-    return fs_->SetAttr(node, r).status();
+    PERMFS_ASSIGN_OR_RETURN(InodeRecord after, fs_->SetAttr(node, r));
+    NoteXattrChange(node, name, &after);
+    return Status();
   }
-  return fs_->SetXattr(node, name, value, flags);
+  Status st = fs_->SetXattr(node, name, value, flags);
+  NoteXattrChange(node, name, nullptr);
+  return st;
 }
 Result<std::vector<std::string>> PlatformShell::listxattr(NodeId node) noexcept {
   return fs_->ListXattr(node);
 }
 Status PlatformShell::removexattr(NodeId node, const std::string& name) noexcept {
-  return fs_->RemoveXattr(node, name);
+  Status st = fs_->RemoveXattr(node, name);
+  NoteXattrChange(node, name, nullptr);
+  return st;
 }
 Result<fs::StatfsInfo> PlatformShell::statfs() noexcept { return fs_->Statfs(); }
 

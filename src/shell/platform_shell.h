@@ -95,6 +95,12 @@ class InvalidationSink {
   ~InvalidationSink() = default;
 };
 
+// Bits of PlatformShell::kill_privileges() / write(..., kill).
+inline constexpr std::uint32_t kKillNone = 0;
+inline constexpr std::uint32_t kKillCaps = 1u << 0;
+inline constexpr std::uint32_t kKillSuidgid = 1u << 1;
+inline constexpr std::uint32_t kKillSgidNoExec = 1u << 2;
+
 class PlatformShell {
  public:
   PlatformShell(fs::Filesystem* fs, const ShellOptions& opt) noexcept;
@@ -111,7 +117,9 @@ class PlatformShell {
   Result<InodeRecord> attrs(NodeId node) noexcept;
   Result<std::size_t> read(NodeId node, std::uint64_t off, std::size_t len,
                            std::uint8_t* buf) noexcept;
-  Status write(NodeId node, std::uint64_t off, const std::uint8_t* data, std::size_t len) noexcept;
+  // kill: KillPriv bits, the privilege clearing that comes with this write (see kill_privileges).
+  Status write(NodeId node, std::uint64_t off, const std::uint8_t* data, std::size_t len,
+               std::uint32_t kill = kKillNone) noexcept;
   Status enumerate(NodeId dir, std::uint64_t cookie, fs::DirFn fn, void* ctx) noexcept;
   void invalidate(NodeId node) noexcept;
   Status flush(NodeId node) noexcept;
@@ -151,6 +159,13 @@ class PlatformShell {
                   std::uint32_t flags) noexcept;
   Result<std::vector<std::string>> listxattr(NodeId node) noexcept;
   Status removexattr(NodeId node, const std::string& name) noexcept;
+  // What a write, truncate or owner change takes away when the adapter, not the host kernel,
+  // owns privilege clearing (FUSE_HANDLE_KILLPRIV_V2): kKillCaps removes security.capability;
+  // kKillSuidgid clears S_ISUID, and S_ISGID when S_IXGRP is set, on a non-directory;
+  // kKillSgidNoExec also clears S_ISGID without S_IXGRP (Linux does when the caller is neither
+  // in the file's group nor CAP_FSETID: the adapter decides). The common case
+  // (neither present) costs no I/O: the node remembers whether it has the capability xattr.
+  Status kill_privileges(NodeId node, std::uint32_t kill) noexcept;
   Result<fs::StatfsInfo> statfs() noexcept;
   Status fallocate(NodeId node, std::uint32_t mode, std::uint64_t off, std::uint64_t len) noexcept;
   // whence: 3 = SEEK_DATA, 4 = SEEK_HOLE (Linux values).
@@ -177,6 +192,10 @@ class PlatformShell {
   void MaybeDropNode(NodeId id) noexcept;
   void NoteNewReference(NodeId id, bool opened) noexcept;
   Status LoadNodeAttrs(Node* n) noexcept;            // node lock held
+  Status KillPrivilegesLocked(Node* n, std::uint32_t kill) noexcept;  // node lock held
+  // An xattr of the node was set or removed: drops what the node remembers about
+  // security.capability and takes the new mode (ACL) if attrs is given.
+  void NoteXattrChange(NodeId id, const std::string& name, const InodeRecord* attrs) noexcept;
   // Node lock held on entry and exit; released while the records are written.
   Status PromoteLocked(Node* n, Pick pick) noexcept;
   void WaitPromotion(Node* n) noexcept;              // node lock held

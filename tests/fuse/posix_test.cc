@@ -1045,6 +1045,99 @@ TEST_F(Posix, WriteByNonOwnerClearsSetuidSetgid) {
   EXPECT_EQ(Stat("g").st_mode & 07777, 0755u);
 }
 
+// The set-user/group-ID and file-capability clearing Linux does on write, truncate and chown,
+// case by case. With FUSE_HANDLE_KILLPRIV_V2 negotiated the daemon does it, not the kernel, so
+// each rule is checked here against what the VFS does on a local filesystem
+// (setattr_should_drop_suidgid, chown_common): writer without CAP_FSETID -> setuid goes, setgid
+// goes if group-executable or the writer is outside the file's group; root writer -> kept;
+// chown -> setuid goes, setgid goes if group-executable.
+TEST_F(Posix, PrivilegeClearingMatchesLinux) {
+  enum class Op { kWrite, kTruncate, kDirectWrite, kChown, kChgrp };
+  struct Actor {
+    const char* name;
+    std::uint32_t uid, gid;  // the file is root:root
+  };
+  const Actor root{"root", 0, 0}, outsider{"nobody", kNobody, kNobody}, member{"nobody:root", kNobody, 0};
+  auto run = [&](const Actor& who, Op op, const std::string& f) {
+    auto body = [&]() -> int {
+      switch (op) {
+        case Op::kTruncate:
+          return CHILD_ERRNO(truncate(f.c_str(), 3));
+        case Op::kChown:
+          return CHILD_ERRNO(chown(f.c_str(), 1000, static_cast<gid_t>(-1)));
+        case Op::kChgrp:
+          return CHILD_ERRNO(chown(f.c_str(), static_cast<uid_t>(-1), 1000));
+        case Op::kWrite:
+        case Op::kDirectWrite: {
+          const bool direct = op == Op::kDirectWrite;
+          int fd = open(f.c_str(), O_WRONLY | (direct ? O_DIRECT : 0));
+          if (fd < 0) return errno;
+          void* buf = nullptr;
+          if (posix_memalign(&buf, 4096, 4096) != 0) return ENOMEM;
+          memset(buf, 'w', 4096);
+          const ssize_t w = pwrite(fd, buf, direct ? 4096 : 2, 0);
+          free(buf);
+          if (w < 0) return errno;
+          return CHILD_ERRNO(close(fd));
+        }
+      }
+      return EINVAL;
+    };
+    return who.uid == 0 ? body() : AsUser(who.uid, who.gid, body);
+  };
+  auto expect = [](const Actor& who, Op op, unsigned mode) {
+    const bool gx = (mode & 010) != 0;
+    if (op == Op::kChown || op == Op::kChgrp) return mode & ~(04000u | (gx ? 02000u : 0u));
+    if (who.uid == 0) return mode;
+    const bool in_group = who.gid == 0;
+    return mode & ~(04000u | (gx || !in_group ? 02000u : 0u));
+  };
+  const struct {
+    Op op;
+    const char* name;
+  } ops[] = {{Op::kWrite, "write"}, {Op::kTruncate, "truncate"}, {Op::kDirectWrite, "O_DIRECT write"},
+             {Op::kChown, "chown"}, {Op::kChgrp, "chgrp"}};
+  int n = 0;
+  for (unsigned mode : {04777u, 02777u, 02767u, 06777u, 04766u, 06767u, 0777u}) {
+    for (const auto& o : ops) {
+      for (const Actor* who : {&root, &outsider, &member}) {
+        if ((o.op == Op::kChown || o.op == Op::kChgrp) && who->uid != 0) continue;
+        const std::string rel = "k" + std::to_string(n++);
+        WriteFile(rel, std::string(8192, 'x'));
+        ASSERT_EQ(chmod(P(rel).c_str(), mode), 0);
+        SCOPED_TRACE(std::string(o.name) + " by " + who->name + ", mode " + std::to_string(mode));
+        ASSERT_EQ(run(*who, o.op, P(rel)), 0);
+        EXPECT_EQ(Stat(rel).st_mode & 07777, expect(*who, o.op, mode))
+            << "got " << std::oct << (Stat(rel).st_mode & 07777);
+      }
+    }
+  }
+  // security.capability goes on every write, truncate and owner change, whoever makes it, also
+  // when it was set after the file had been written (the kernel stops checking once it has seen
+  // a file without it).
+  const std::string cap = {'\x01', '\x00', '\x00', '\x02', '\x00', '\x20', '\x00', '\x00', '\x00', '\x00',
+                           '\x00', '\x00', '\x00', '\x00', '\x00', '\x00', '\x00', '\x00', '\x00', '\x00'};
+  for (const auto& o : ops) {
+    for (bool late : {false, true}) {
+      const std::string rel = std::string("cap") + (late ? "late" : "") + std::to_string(n++);
+      WriteFile(rel, "x");
+      ASSERT_EQ(chmod(P(rel).c_str(), 0777), 0);
+      if (late) {
+        ASSERT_EQ(run(root, Op::kWrite, P(rel)), 0);
+      }
+      ASSERT_EQ(setxattr(P(rel).c_str(), "security.capability", cap.data(), cap.size(), 0), 0)
+          << strerror(errno);
+      char got[64];
+      ASSERT_EQ(getxattr(P(rel).c_str(), "security.capability", got, sizeof got),
+                static_cast<ssize_t>(cap.size()));
+      SCOPED_TRACE(std::string(o.name) + (late ? " after an earlier write" : ""));
+      ASSERT_EQ(run(root, o.op, P(rel)), 0);
+      EXPECT_EQ(getxattr(P(rel).c_str(), "security.capability", got, sizeof got), -1);
+      EXPECT_EQ(errno, ENODATA);
+    }
+  }
+}
+
 TEST_F(Posix, UtimensatPermissionRules) {
   WriteFile("rw", "x");
   ASSERT_EQ(chmod(P("rw").c_str(), 0666), 0);  // root-owned, world-writable

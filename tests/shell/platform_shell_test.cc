@@ -355,4 +355,50 @@ TEST_F(ShellTest, LastCloseDropsDataThatDoesNotFit) {
 }
 
 }  // namespace
+// kill_privileges: which mode bits go for which request, and the remembered absence of
+// security.capability is forgotten when the attribute is set again (through the shell).
+TEST_F(ShellTest, KillPrivilegesClearsBitsAndCapability) {
+  StartShell();
+  struct Case {
+    std::uint32_t mode, kill, want;
+  } cases[] = {
+      {06755, kKillSuidgid, 00755},                  // group-executable: both go
+      {06745, kKillSuidgid, 02745},                  // setgid without g+x stays...
+      {06745, kKillSuidgid | kKillSgidNoExec, 00745},  // ...unless the caller is outside the group
+      {06755, kKillCaps, 06755},                     // capability only
+      {00755, kKillSuidgid, 00755},
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    const std::uint64_t ino = NewFile("k" + std::to_string(i++));
+    fs::SetAttrRequest r;
+    r.mask = fs::kSetMode;
+    r.mode = c.mode;
+    ASSERT_TRUE(shell_->setattr(ino, r).ok());
+    ASSERT_TRUE(Write(ino, 0, "data").ok());
+    ASSERT_TRUE(shell_->kill_privileges(ino, c.kill).ok());
+    EXPECT_EQ(shell_->attrs(ino)->mode & 07777u, c.want) << std::oct << c.mode << " kill " << c.kill;
+    ASSERT_TRUE(shell_->SyncAll().ok());
+    EXPECT_EQ(fs_->GetAttr(ino)->mode & 07777u, c.want) << "committed";
+  }
+  // A write with kKillCaps removes the capability; set again after the node learned it was
+  // absent, the next write removes it again.
+  const std::uint64_t ino = NewFile("cap");
+  const std::string cap(20, '\x01');
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(shell_->setxattr(ino, "security.capability", cap, 0).ok());
+    ASSERT_TRUE(shell_->write(ino, 0, reinterpret_cast<const std::uint8_t*>("x"), 1, kKillNone).ok());
+    EXPECT_TRUE(shell_->getxattr(ino, "security.capability").ok()) << "no kill asked";
+    ASSERT_TRUE(shell_->write(ino, 1, reinterpret_cast<const std::uint8_t*>("y"), 1, kKillCaps).ok());
+    auto g = shell_->getxattr(ino, "security.capability");
+    ASSERT_FALSE(g.ok()) << "round " << round;
+    EXPECT_EQ(g.status().code(), Code::kNoData);
+  }
+  // A directory keeps its setgid bit (it means inheritance there, not privilege).
+  auto d = fs_->Mkdir(1, "dir", 02775, cred_);
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(shell_->kill_privileges(d->ino, kKillSuidgid | kKillSgidNoExec).ok());
+  EXPECT_EQ(shell_->attrs(d->ino)->mode & 07777u, 02775u);
+}
+
 }  // namespace permfs::shell

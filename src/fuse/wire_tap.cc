@@ -1,0 +1,111 @@
+#define FUSE_USE_VERSION 312
+#include "fuse/wire_tap.h"
+
+#include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <string.h>
+#include <unistd.h>
+#include <atomic>
+#include <vector>
+
+namespace permfs::fuse::wire {
+namespace {
+
+std::atomic<bool> g_init_seen{false};
+std::atomic<std::uint64_t> g_init_unique{0};
+std::atomic<bool> g_offers_killpriv_v2{false};
+std::atomic<bool> g_killpriv_v2{false};
+thread_local bool tls_kill_suidgid = false;
+
+template <typename T>
+bool ReadArg(const unsigned char* p, std::size_t len, T* out) {
+  if (len < sizeof(fuse_in_header) + sizeof(T)) return false;
+  memcpy(out, p + sizeof(fuse_in_header), sizeof(T));
+  return true;
+}
+
+ssize_t ClassicRead(int fd, void* buf, size_t len, void*) {
+  const ssize_t r = ::read(fd, buf, len);
+  if (r > 0) SawRequest(buf, static_cast<std::size_t>(r));
+  return r;
+}
+
+ssize_t ClassicWritev(int fd, struct iovec* iov, int count, void*) { return Writev(fd, iov, count); }
+
+}  // namespace
+
+ssize_t Writev(int fd, const struct iovec* iov, int count) {
+  fuse_out_header oh;
+  if (count > 0 && iov[0].iov_len >= sizeof oh) {
+    memcpy(&oh, iov[0].iov_base, sizeof oh);
+    if (oh.error == 0 && IsInitReply(oh.unique)) {
+      std::vector<unsigned char> msg;
+      for (int i = 0; i < count; ++i) {
+        const auto* b = static_cast<const unsigned char*>(iov[i].iov_base);
+        msg.insert(msg.end(), b, b + iov[i].iov_len);
+      }
+      PatchInitReply(msg.data() + sizeof oh, msg.size() - sizeof oh);
+      struct iovec one = {msg.data(), msg.size()};
+      return ::writev(fd, &one, 1);
+    }
+  }
+  return ::writev(fd, iov, count);
+}
+
+void SawRequest(const void* buf, std::size_t len) {
+  tls_kill_suidgid = false;
+  const auto* p = static_cast<const unsigned char*>(buf);
+  fuse_in_header in;
+  if (len < sizeof in) return;
+  memcpy(&in, p, sizeof in);
+  switch (in.opcode) {
+    case FUSE_WRITE: {
+      fuse_write_in w;
+      if (ReadArg(p, len, &w)) tls_kill_suidgid = (w.write_flags & FUSE_WRITE_KILL_SUIDGID) != 0;
+      break;
+    }
+    case FUSE_SETATTR: {
+      fuse_setattr_in s;
+      if (ReadArg(p, len, &s)) tls_kill_suidgid = (s.valid & FATTR_KILL_SUIDGID) != 0;
+      break;
+    }
+    case FUSE_INIT: {
+      if (g_init_seen.exchange(true)) break;
+      std::uint32_t flags = 0;  // fuse_init_in: major, minor, max_readahead, flags
+      if (len >= sizeof in + 16) memcpy(&flags, p + sizeof in + 12, sizeof flags);
+      g_offers_killpriv_v2.store((flags & FUSE_HANDLE_KILLPRIV_V2) != 0);
+      g_init_unique.store(in.unique);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+bool KillSuidgid() { return tls_kill_suidgid; }
+
+bool IsInitReply(std::uint64_t unique) {
+  return unique != 0 && unique == g_init_unique.load(std::memory_order_relaxed);
+}
+
+void PatchInitReply(void* body, std::size_t len) {
+  std::uint32_t flags = 0;  // fuse_init_out: major, minor, max_readahead, flags
+  if (len < 16 || !g_offers_killpriv_v2.load()) return;
+  auto* p = static_cast<unsigned char*>(body);
+  memcpy(&flags, p + 12, sizeof flags);
+  flags |= FUSE_HANDLE_KILLPRIV_V2;
+  memcpy(p + 12, &flags, sizeof flags);
+  g_killpriv_v2.store(true);
+}
+
+bool KillPrivV2() { return g_killpriv_v2.load(); }
+
+bool InstallClassicHooks(fuse_session* se) {
+  fuse_custom_io io;
+  memset(&io, 0, sizeof io);
+  io.read = ClassicRead;
+  io.writev = ClassicWritev;
+  return fuse_session_custom_io(se, &io, fuse_session_fd(se)) == 0;
+}
+
+}  // namespace permfs::fuse::wire

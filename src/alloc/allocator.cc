@@ -263,6 +263,10 @@ void Allocator::Unreserve(const Extent& e) noexcept {
     PERMFS_ASSERT(TestBit(s.search, b - s.first));
     ClearBit(s.search, b - s.first);
   }
+  // Next-fit resumes at the lowest block handed back, so space freed by checkpoints is reused
+  // before never-written space: on a sparse image file or thin-provisioned storage a write into
+  // never-written space costs the host an allocation and a metadata commit at every flush.
+  if (e.start - s.first < s.cursor) s.cursor = e.start - s.first;
   s.avail += e.count;
   avail_total_.fetch_add(static_cast<std::int64_t>(e.count), std::memory_order_relaxed);
 }

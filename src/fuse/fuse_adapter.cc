@@ -15,7 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -23,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "fs/filesystem.h"
@@ -41,6 +44,8 @@ using shell::PlatformShell;
 struct MountState;
 
 // Sends kernel cache invalidations from its own thread, never from a thread holding shell locks.
+// "Soon" attribute invalidations of a node are sent at most once a second: the first at once,
+// later ones at the end of that second, merged.
 class Invalidator final : public shell::InvalidationSink {
  public:
   void Start(fuse_session* se) {
@@ -55,17 +60,23 @@ class Invalidator final : public shell::InvalidationSink {
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
   }
-  void InvalidateNode(shell::NodeId node) noexcept override { Push({node, std::string(), false}); }
+  void InvalidateNode(shell::NodeId node) noexcept override { Push({node, std::string(), Kind::kNode}); }
   void InvalidateEntry(shell::NodeId parent, const std::string& name) noexcept override {
-    Push({parent, name, false});
+    Push({parent, name, Kind::kEntry});
   }
-  void InvalidateAttrs(shell::NodeId node) noexcept override { Push({node, std::string(), true}); }
+  void InvalidateAttrs(shell::NodeId node) noexcept override { Push({node, std::string(), Kind::kAttrs}); }
+  void InvalidateAttrsSoon(shell::NodeId node) noexcept override {
+    Push({node, std::string(), Kind::kAttrsSoon});
+  }
 
  private:
+  static constexpr std::chrono::milliseconds kAttrsInterval{1000};
+  using Clock = std::chrono::steady_clock;
+  enum class Kind { kNode, kEntry, kAttrs, kAttrsSoon };
   struct Item {
     std::uint64_t node;
     std::string name;
-    bool attrs_only;
+    Kind kind;
   };
   void Push(Item it) {
     {
@@ -74,18 +85,58 @@ class Invalidator final : public shell::InvalidationSink {
     }
     cv_.notify_one();
   }
+  // A negative offset invalidates the attributes only (the page cache stays).
+  void SendAttrs(std::uint64_t node, Clock::time_point now) {
+    fuse_lowlevel_notify_inval_inode(se_, node, -1, 0);
+    attrs_sent_[node] = now;
+    deferred_.erase(node);
+  }
   void Run() {
     std::unique_lock<std::mutex> l(mu_);
     for (;;) {
-      cv_.wait(l, [this] { return stop_ || !q_.empty(); });
+      if (deferred_.empty()) {
+        cv_.wait(l, [this] { return stop_ || !q_.empty(); });
+      } else {
+        Clock::time_point due = Clock::time_point::max();
+        for (const auto& [node, t] : deferred_) due = std::min(due, t);
+        cv_.wait_until(l, due, [this] { return stop_ || !q_.empty(); });
+      }
       if (q_.empty() && stop_) return;
-      Item it = std::move(q_.front());
-      q_.pop_front();
+      std::deque<Item> batch;
+      batch.swap(q_);
       l.unlock();
-      // A negative offset invalidates the attributes only (the page cache stays).
-      if (it.attrs_only) fuse_lowlevel_notify_inval_inode(se_, it.node, -1, 0);
-      else if (it.name.empty()) fuse_lowlevel_notify_inval_inode(se_, it.node, 0, 0);
-      else fuse_lowlevel_notify_inval_entry(se_, it.node, it.name.data(), it.name.size());
+      const Clock::time_point now = Clock::now();
+      for (Item& it : batch) {
+        switch (it.kind) {
+          case Kind::kNode:
+            fuse_lowlevel_notify_inval_inode(se_, it.node, 0, 0);
+            break;
+          case Kind::kEntry:
+            fuse_lowlevel_notify_inval_entry(se_, it.node, it.name.data(), it.name.size());
+            break;
+          case Kind::kAttrs:
+            SendAttrs(it.node, now);
+            break;
+          case Kind::kAttrsSoon: {
+            if (deferred_.count(it.node)) break;  // already due at the end of its second
+            auto sent = attrs_sent_.find(it.node);
+            if (sent != attrs_sent_.end() && now - sent->second < kAttrsInterval)
+              deferred_[it.node] = sent->second + kAttrsInterval;
+            else
+              SendAttrs(it.node, now);
+            break;
+          }
+        }
+      }
+      std::vector<std::uint64_t> due;
+      for (const auto& [node, t] : deferred_)
+        if (t <= now) due.push_back(node);
+      for (std::uint64_t node : due) SendAttrs(node, now);
+      // Forget send times that no longer hold anything back.
+      if (attrs_sent_.size() > 4096) {
+        for (auto it = attrs_sent_.begin(); it != attrs_sent_.end();)
+          it = now - it->second >= kAttrsInterval ? attrs_sent_.erase(it) : std::next(it);
+      }
       l.lock();
     }
   }
@@ -95,6 +146,9 @@ class Invalidator final : public shell::InvalidationSink {
   std::condition_variable cv_;
   std::deque<Item> q_;
   bool stop_ = false;
+  // Owned by the invalidation thread.
+  std::unordered_map<std::uint64_t, Clock::time_point> attrs_sent_;
+  std::unordered_map<std::uint64_t, Clock::time_point> deferred_;  // node -> when to send
 };
 
 struct MountState {

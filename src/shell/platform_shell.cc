@@ -404,6 +404,7 @@ Status PlatformShell::PromoteLocked(Node* n, Pick pick) noexcept {
     n->dirty.Erase(it.index);
   }
   n->promoting = true;
+  const bool had_data = n->committed_size > 0;
   const std::uint64_t size = n->size;
   const NodeId id = n->id;
   n->mu.Unlock();
@@ -505,7 +506,12 @@ Status PlatformShell::PromoteLocked(Node* n, Pick pick) noexcept {
   n->dirty_count.store(n->dirty.size() + n->flight.size(), std::memory_order_release);
   n->promoting = false;
   n->promoted.SignalAll();
-  if (done > 0 && sink_) sink_->InvalidateAttrs(id);
+  // st_blocks changed. A file without committed data before may be showing 0 blocks, which
+  // archivers read as "all holes": that one is told at once.
+  if (done > 0 && sink_) {
+    if (had_data) sink_->InvalidateAttrsSoon(id);
+    else sink_->InvalidateAttrs(id);
+  }
   return st;
 }
 

@@ -90,6 +90,11 @@ class InvalidationSink {
   // The node's attributes (not its data) changed behind the adapter, e.g. st_blocks after a
   // promotion. May be called with shell locks held: must only queue, never call the shell.
   virtual void InvalidateAttrs(NodeId node) noexcept = 0;
+  // As InvalidateAttrs, for a change the adapter may delay by up to a second and coalesce with
+  // others of the same node: st_blocks of a file that already had committed data, after yet
+  // another promotion (an fsync loop promotes the same file thousands of times a second; each
+  // immediate invalidation costs the next write a GETATTR round trip).
+  virtual void InvalidateAttrsSoon(NodeId node) noexcept { InvalidateAttrs(node); }
 
  protected:
   ~InvalidationSink() = default;

@@ -1138,6 +1138,33 @@ TEST_F(Posix, PrivilegeClearingMatchesLinux) {
   }
 }
 
+// st_blocks follows the data once it is on the volume: at the first promotion of a file and,
+// for a file rewritten again and again (the daemon then merges the notices for up to a second),
+// shortly after. Polled: the notice travels asynchronously.
+TEST_F(Posix, BlocksFollowFsyncedData) {
+  auto blocks_reach = [&](const std::string& rel, blkcnt_t want) {
+    for (int i = 0; i < 100; ++i) {
+      if (Stat(rel).st_blocks >= want) return true;
+      usleep(50000);
+    }
+    return false;
+  };
+  int fd = open(P("b").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  const std::string block(65536, 'b');
+  ASSERT_EQ(pwrite(fd, block.data(), block.size(), 0), 65536);
+  ASSERT_EQ(fsync(fd), 0);
+  EXPECT_TRUE(blocks_reach("b", 128)) << Stat("b").st_blocks;
+  for (int i = 1; i < 8; ++i) {
+    std::string other(65536, static_cast<char>('c' + i));
+    ASSERT_EQ(pwrite(fd, other.data(), other.size(), static_cast<off_t>(i) * 65536), 65536);
+    ASSERT_EQ(fsync(fd), 0);
+    (void)Stat("b");  // the kernel caches what it sees now; the next promotion must undo that
+  }
+  EXPECT_TRUE(blocks_reach("b", 8 * 128)) << Stat("b").st_blocks;
+  ASSERT_EQ(close(fd), 0);
+}
+
 TEST_F(Posix, UtimensatPermissionRules) {
   WriteFile("rw", "x");
   ASSERT_EQ(chmod(P("rw").c_str(), 0666), 0);  // root-owned, world-writable

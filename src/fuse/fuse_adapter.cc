@@ -410,6 +410,17 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (State(req)->read_only && (fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
   Status st = State(req)->shell->open(ino);
   if (!st.ok()) return ReplyErr(req, st);
+  if (fi->flags & O_TRUNC) {
+    // The truncation that follows loses the capability; the kernel's bit asks for the set-ID
+    // bits too (caller without CAP_FSETID) and the SETATTR after it does not repeat it.
+    if (std::uint32_t kill = KillFor(req, ino, true, wire::KillSuidgid(), false); kill != shell::kKillNone) {
+      Status k = State(req)->shell->kill_privileges(ino, kill);
+      if (!k.ok()) {
+        State(req)->shell->release(ino).IgnoreError();
+        return ReplyErr(req, k);
+      }
+    }
+  }
   // O_DIRECT goes through the kernel's direct_IO path (no FOPEN_DIRECT_IO): it writes back and
   // invalidates the page cache over the range first, so an O_DIRECT read sees earlier buffered
   // writes of other descriptors and an O_DIRECT write is seen by later buffered reads, as on a
@@ -613,6 +624,14 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info*) {
   if (ReadOnlyReply(req)) return;
   if (off < 0 || len <= 0) return (void)fuse_reply_err(req, EINVAL);
+  // Linux treats fallocate as a modification (file_modified): capability and, for a caller
+  // without CAP_FSETID, the set-ID bits go. FALLOCATE carries no kill bit, so under
+  // FUSE_HANDLE_KILLPRIV_V2 root stands for CAP_FSETID here.
+  const bool capable = fuse_req_ctx(req)->uid == 0;
+  if (std::uint32_t kill = KillFor(req, ino, true, !capable, capable); kill != shell::kKillNone) {
+    Status k = State(req)->shell->kill_privileges(ino, kill);
+    if (!k.ok()) return ReplyErr(req, k);
+  }
   ReplyErr(req, State(req)->shell->fallocate(ino, static_cast<std::uint32_t>(mode),
                                              static_cast<std::uint64_t>(off),
                                              static_cast<std::uint64_t>(len)));

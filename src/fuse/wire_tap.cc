@@ -69,6 +69,11 @@ void SawRequest(const void* buf, std::size_t len) {
       if (ReadArg(p, len, &s)) tls_kill_suidgid = (s.valid & FATTR_KILL_SUIDGID) != 0;
       break;
     }
+    case FUSE_OPEN: {
+      fuse_open_in o;
+      if (ReadArg(p, len, &o)) tls_kill_suidgid = (o.open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
+      break;
+    }
     case FUSE_INIT: {
       if (g_init_seen.exchange(true)) break;
       std::uint32_t flags = 0;  // fuse_init_in: major, minor, max_readahead, flags

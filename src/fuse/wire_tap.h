@@ -5,7 +5,8 @@
 // the kernel marks the superblock SB_NOSEC and stops asking GETXATTR(security.capability) before
 // every write(2) once it has seen a file carry neither — a whole round trip per small write.
 // libfuse 3.14 neither negotiates the flag nor passes on the per-request "kill" bits
-// (FUSE_WRITE_KILL_SUIDGID in WRITE, FATTR_KILL_SUIDGID in SETATTR), so this module reads them
+// (FUSE_WRITE_KILL_SUIDGID in WRITE, FATTR_KILL_SUIDGID in SETATTR, FUSE_OPEN_KILL_SUIDGID in
+// an O_TRUNC OPEN), so this module reads them
 // off the raw request bytes and patches the INIT reply:
 //   - SawRequest() gets every request's classic byte layout on the thread that is about to
 //     dispatch it (fuse_session_process_buf); KillSuidgid() then answers for that request.

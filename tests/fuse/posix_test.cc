@@ -1045,14 +1045,14 @@ TEST_F(Posix, WriteByNonOwnerClearsSetuidSetgid) {
   EXPECT_EQ(Stat("g").st_mode & 07777, 0755u);
 }
 
-// The set-user/group-ID and file-capability clearing Linux does on write, truncate and chown,
-// case by case. With FUSE_HANDLE_KILLPRIV_V2 negotiated the daemon does it, not the kernel, so
+// The set-user/group-ID and file-capability clearing Linux does on write, truncate, fallocate
+// and chown, case by case. With FUSE_HANDLE_KILLPRIV_V2 negotiated the daemon does it, not the kernel, so
 // each rule is checked here against what the VFS does on a local filesystem
 // (setattr_should_drop_suidgid, chown_common): writer without CAP_FSETID -> setuid goes, setgid
 // goes if group-executable or the writer is outside the file's group; root writer -> kept;
 // chown -> setuid goes, setgid goes if group-executable.
 TEST_F(Posix, PrivilegeClearingMatchesLinux) {
-  enum class Op { kWrite, kTruncate, kDirectWrite, kChown, kChgrp };
+  enum class Op { kWrite, kTruncate, kOpenTrunc, kDirectWrite, kFallocate, kChown, kChgrp };
   struct Actor {
     const char* name;
     std::uint32_t uid, gid;  // the file is root:root
@@ -1063,6 +1063,17 @@ TEST_F(Posix, PrivilegeClearingMatchesLinux) {
       switch (op) {
         case Op::kTruncate:
           return CHILD_ERRNO(truncate(f.c_str(), 3));
+        case Op::kOpenTrunc: {
+          int fd = open(f.c_str(), O_WRONLY | O_TRUNC);
+          if (fd < 0) return errno;
+          return CHILD_ERRNO(close(fd));
+        }
+        case Op::kFallocate: {
+          int fd = open(f.c_str(), O_WRONLY);
+          if (fd < 0) return errno;
+          if (fallocate(fd, 0, 0, 65536) != 0) return errno;
+          return CHILD_ERRNO(close(fd));
+        }
         case Op::kChown:
           return CHILD_ERRNO(chown(f.c_str(), 1000, static_cast<gid_t>(-1)));
         case Op::kChgrp:
@@ -1095,8 +1106,10 @@ TEST_F(Posix, PrivilegeClearingMatchesLinux) {
   const struct {
     Op op;
     const char* name;
-  } ops[] = {{Op::kWrite, "write"}, {Op::kTruncate, "truncate"}, {Op::kDirectWrite, "O_DIRECT write"},
-             {Op::kChown, "chown"}, {Op::kChgrp, "chgrp"}};
+  } ops[] = {{Op::kWrite, "write"},         {Op::kTruncate, "truncate"},
+             {Op::kOpenTrunc, "O_TRUNC open"}, {Op::kDirectWrite, "O_DIRECT write"},
+             {Op::kFallocate, "fallocate"},   {Op::kChown, "chown"},
+             {Op::kChgrp, "chgrp"}};
   int n = 0;
   for (unsigned mode : {04777u, 02777u, 02767u, 06777u, 04766u, 06767u, 0777u}) {
     for (const auto& o : ops) {
@@ -1112,7 +1125,7 @@ TEST_F(Posix, PrivilegeClearingMatchesLinux) {
       }
     }
   }
-  // security.capability goes on every write, truncate and owner change, whoever makes it, also
+  // security.capability goes on every write, truncate, fallocate and owner change, whoever makes it, also
   // when it was set after the file had been written (the kernel stops checking once it has seen
   // a file without it).
   const std::string cap = {'\x01', '\x00', '\x00', '\x02', '\x00', '\x20', '\x00', '\x00', '\x00', '\x00',

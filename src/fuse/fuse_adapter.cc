@@ -237,7 +237,8 @@ bool ReadOnlyReply(fuse_req_t req) {
 }
 
 // Whether the requester is in group g (its primary group or a supplementary one).
-bool CallerInGroup(fuse_req_t req, gid_t g) {
+bool CallerInGroup(const void* req_ptr, std::uint32_t g) {
+  fuse_req_t req = static_cast<fuse_req_t>(const_cast<void*>(req_ptr));
   if (fuse_req_ctx(req)->gid == g) return true;
   std::vector<gid_t> groups(64);
   int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
@@ -250,21 +251,21 @@ bool CallerInGroup(fuse_req_t req, gid_t g) {
   return false;
 }
 
-// The privilege clearing a WRITE or SETATTR asks of us under FUSE_HANDLE_KILLPRIV_V2 (zero when
-// the kernel kept that duty). `caps`: the operation loses security.capability; `suidgid`: the
-// kernel's kill bit; `capable`: the caller may keep S_ISGID without S_IXGRP (CAP_FSETID; the
-// kernel sets the bit on write/truncate only for callers without it).
-std::uint32_t KillFor(fuse_req_t req, fuse_ino_t ino, bool caps, bool suidgid, bool capable) {
-  if (!wire::KillPrivV2()) return shell::kKillNone;
-  std::uint32_t kill = caps ? shell::kKillCaps : shell::kKillNone;
-  if (!suidgid) return kill;
-  kill |= shell::kKillSuidgid;
-  // Linux also drops a set-group-ID bit without group execute when the caller is neither in
-  // the file's group nor privileged (setattr_should_drop_sgid); the wire does not say so.
-  auto a = State(req)->shell->attrs(ino);
-  if (!capable && a.ok() && (a->mode & S_ISGID) && !(a->mode & S_IXGRP) && !CallerInGroup(req, a->gid))
-    kill |= shell::kKillSgidNoExec;
-  return kill;
+// The privilege clearing a request asks of us under FUSE_HANDLE_KILLPRIV_V2 (none when the
+// kernel kept that duty). `caps`: the operation loses security.capability; `suidgid`: the set-ID
+// bits go (the kernel's kill bit); `capable`: the caller has CAP_FSETID, so it keeps a set-group-ID
+// bit without group execute, which Linux otherwise drops unless the caller is in the file's group
+// (setattr_should_drop_sgid; the wire does not carry that rule, the shell asks CallerInGroup).
+shell::KillPrivileges KillFor(fuse_req_t req, bool caps, bool suidgid, bool capable) {
+  shell::KillPrivileges k;
+  if (!wire::KillPrivV2()) return k;
+  k.caps = caps;
+  k.suidgid = suidgid;
+  if (suidgid && !capable) {
+    k.keeps_sgid = CallerInGroup;
+    k.ctx = req;
+  }
+  return k;
 }
 
 // ---- Operations ----------------------------------------------------------------------------
@@ -325,8 +326,8 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   // for set-user/group-ID clearing (chown of a non-directory, truncate without CAP_FSETID)
   // unless the request sets the mode itself.
   const bool owner_change = (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
-  const std::uint32_t kill =
-      KillFor(req, ino, owner_change || (to_set & FUSE_SET_ATTR_SIZE),
+  const shell::KillPrivileges kill =
+      KillFor(req, owner_change || (to_set & FUSE_SET_ATTR_SIZE),
               wire::KillSuidgid() && !(to_set & FUSE_SET_ATTR_MODE),
               owner_change && fuse_req_ctx(req)->uid == 0);
   fs::SetAttrRequest r;
@@ -346,12 +347,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   if (to_set & FUSE_SET_ATTR_CTIME) r.mask |= fs::kSetCtime, r.ctime_ns = TsToNs(attr->st_ctim);
   if ((to_set & FUSE_SET_ATTR_SIZE) && !(to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
     r.mask |= fs::kSetMtime, r.mtime_ns = now;
-  auto res = State(req)->shell->setattr(ino, r);
-  if (res.ok() && kill != shell::kKillNone) {
-    Status k = State(req)->shell->kill_privileges(ino, kill);
-    if (!k.ok()) return ReplyErr(req, k);
-    res = State(req)->shell->attrs(ino);
-  }
+  auto res = State(req)->shell->setattr(ino, r, kill);
   if (!res.ok()) return ReplyErr(req, res.status());
   struct stat st;
   FillStat(*res, State(req)->block_size, &st);
@@ -411,9 +407,9 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Status st = State(req)->shell->open(ino);
   if (!st.ok()) return ReplyErr(req, st);
   if (fi->flags & O_TRUNC) {
-    // The truncation that follows loses the capability; the kernel's bit asks for the set-ID
-    // bits too (caller without CAP_FSETID) and the SETATTR after it does not repeat it.
-    if (std::uint32_t kill = KillFor(req, ino, true, wire::KillSuidgid(), false); kill != shell::kKillNone) {
+    // The kernel's bit asks for the set-ID bits (caller without CAP_FSETID) here and not in the
+    // SETATTR that truncates next, which takes the capability away itself.
+    if (const shell::KillPrivileges kill = KillFor(req, false, wire::KillSuidgid(), false); kill.any()) {
       Status k = State(req)->shell->kill_privileges(ino, kill);
       if (!k.ok()) {
         State(req)->shell->release(ino).IgnoreError();
@@ -458,7 +454,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
   if (ReadOnlyReply(req)) return;
   // FUSE_HANDLE_KILLPRIV_V2: every write loses security.capability; set-user/group-ID bits go
   // when the kernel says the writer lacks CAP_FSETID.
-  const std::uint32_t kill = KillFor(req, ino, true, wire::KillSuidgid(), false);
+  const shell::KillPrivileges kill = KillFor(req, true, wire::KillSuidgid(), false);
   Status st = State(req)->shell->write(ino, static_cast<std::uint64_t>(off),
                                        reinterpret_cast<const std::uint8_t*>(buf), size, kill);
   if (!st.ok()) return ReplyErr(req, st);
@@ -628,7 +624,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
   // without CAP_FSETID, the set-ID bits go. FALLOCATE carries no kill bit, so under
   // FUSE_HANDLE_KILLPRIV_V2 root stands for CAP_FSETID here.
   const bool capable = fuse_req_ctx(req)->uid == 0;
-  if (std::uint32_t kill = KillFor(req, ino, true, !capable, capable); kill != shell::kKillNone) {
+  if (const shell::KillPrivileges kill = KillFor(req, true, !capable, capable); kill.any()) {
     Status k = State(req)->shell->kill_privileges(ino, kill);
     if (!k.ok()) return ReplyErr(req, k);
   }

@@ -33,6 +33,7 @@ struct PlatformShell::Node {
   std::atomic<std::uint64_t> dirty_count{0};  // dirty + in-flight records
   bool attrs_loaded = false;
   std::uint32_t mode = 0;
+  std::uint32_t gid = 0;
   std::uint64_t size = 0;          // logical size including unpromoted writes
   std::uint64_t committed_size = 0;  // size of the inode as committed
   std::uint64_t data_seq = 0;        // bumped whenever committed data changes under the node
@@ -262,6 +263,7 @@ Status PlatformShell::LoadNodeAttrs(Node* n) noexcept {
   if (n->attrs_loaded) return Status();
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(n->id));
   n->mode = a.mode;
+  n->gid = a.gid;
   n->size = a.size;
   n->committed_size = a.size;
   n->mtime_ns = a.mtime_ns;
@@ -269,11 +271,13 @@ Status PlatformShell::LoadNodeAttrs(Node* n) noexcept {
   return Status();
 }
 
-Status PlatformShell::KillPrivilegesLocked(Node* n, std::uint32_t kill) noexcept {
+Status PlatformShell::KillPrivilegesLocked(Node* n, const KillPrivileges& kill,
+                                           InodeRecord* attrs) noexcept {
   PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
-  if ((kill & kKillSuidgid) && !fs::IsDir(n->mode)) {
+  if (kill.suidgid && !fs::IsDir(n->mode)) {
     std::uint32_t clear = n->mode & fs::kModeSetuid;
-    if ((n->mode & fs::kModeSetgid) && ((n->mode & 0010u) || (kill & kKillSgidNoExec)))
+    if ((n->mode & fs::kModeSetgid) &&
+        ((n->mode & 0010u) || (kill.keeps_sgid && !kill.keeps_sgid(kill.ctx, n->gid))))
       clear |= fs::kModeSetgid;
     if (clear) {
       fs::SetAttrRequest r;
@@ -281,10 +285,14 @@ Status PlatformShell::KillPrivilegesLocked(Node* n, std::uint32_t kill) noexcept
       r.mode = n->mode & 07777u & ~clear;
       PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->SetAttr(n->id, r));
       n->mode = a.mode;
+      if (attrs) {
+        attrs->mode = a.mode;
+        attrs->ctime_ns = a.ctime_ns;
+      }
       if (sink_) sink_->InvalidateAttrs(n->id);
     }
   }
-  if (kill & kKillCaps) {
+  if (kill.caps) {
     if (n->caps == Node::Caps::kUnknown) {
       auto v = fs_->GetXattr(n->id, kCapsXattr);
       if (!v.ok() && v.status().code() != Code::kNoData) return v.status();
@@ -299,14 +307,15 @@ Status PlatformShell::KillPrivilegesLocked(Node* n, std::uint32_t kill) noexcept
   return Status();
 }
 
-Status PlatformShell::kill_privileges(NodeId node, std::uint32_t kill) noexcept {
+Status PlatformShell::kill_privileges(NodeId node, const KillPrivileges& kill) noexcept {
   PERMFS_PIN(n, node, true);
   MutexLock l(&n->mu);
-  return KillPrivilegesLocked(n, kill);
+  return KillPrivilegesLocked(n, kill, nullptr);
 }
 
 void PlatformShell::NoteXattrChange(NodeId id, const std::string& name,
                                     const InodeRecord* attrs) noexcept {
+  if (!attrs && name != kCapsXattr) return;  // nothing the node remembers
   PERMFS_PIN(n, id, false);
   if (!n) return;
   MutexLock l(&n->mu);
@@ -742,7 +751,7 @@ Result<std::size_t> PlatformShell::read(NodeId node, std::uint64_t off, std::siz
 }
 
 Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* data,
-                            std::size_t len, std::uint32_t kill) noexcept {
+                            std::size_t len, const KillPrivileges& kill) noexcept {
   if (off > fs::Filesystem::kMaxFileSize || len > fs::Filesystem::kMaxFileSize - off)
     return Status(Code::kFileTooBig, "file too large");
   PERMFS_PIN(n, node, true);
@@ -757,7 +766,7 @@ Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* 
     if (fs::IsDir(n->mode)) return Status(Code::kIsDirectory, "is a directory");
     if (!fs::IsRegular(n->mode)) return Status::InvalidArgument("not a regular file");
     if (len == 0) return Status();
-    if (kill != kKillNone) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill));
+    if (kill.any()) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill, nullptr));
     const std::uint64_t end = off + len;
     const std::uint64_t now = port::MonotonicNanos();
     for (std::uint64_t r = off / rs_; r <= (end - 1) / rs_; ++r) {
@@ -1056,7 +1065,8 @@ Status PlatformShell::rename(NodeId old_parent, const std::string& old_name, Nod
   return Status();
 }
 
-Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest& req) noexcept {
+Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest& req,
+                                           const KillPrivileges& kill) noexcept {
   PERMFS_PIN(n, node, true);
   MutexLock l(&n->mu);
   // Promote first: explicit times must not be overwritten by a later promotion, and a size
@@ -1109,10 +1119,12 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     }
   }
   n->mode = a.mode;
+  n->gid = a.gid;
   n->size = a.size;
   n->committed_size = a.size;
   n->mtime_ns = a.mtime_ns;
   n->attrs_loaded = true;
+  if (kill.any()) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill, &a));
   return a;
 }
 

@@ -100,11 +100,18 @@ class InvalidationSink {
   ~InvalidationSink() = default;
 };
 
-// Bits of PlatformShell::kill_privileges() / write(..., kill).
-inline constexpr std::uint32_t kKillNone = 0;
-inline constexpr std::uint32_t kKillCaps = 1u << 0;
-inline constexpr std::uint32_t kKillSuidgid = 1u << 1;
-inline constexpr std::uint32_t kKillSgidNoExec = 1u << 2;
+// The privilege clearing that comes with a write, truncate, fallocate or owner change when the
+// adapter, not the host kernel, owns it (FUSE_HANDLE_KILLPRIV_V2). Plain data.
+struct KillPrivileges {
+  bool caps = false;     // remove security.capability
+  bool suidgid = false;  // clear S_ISUID, and S_ISGID when S_IXGRP is set (not on directories)
+  // With suidgid: whether the caller may keep S_ISGID without S_IXGRP on a file of group `gid`
+  // (Linux: the caller is in that group, or has CAP_FSETID). Asked only for such a file, with
+  // `ctx`; null: the caller keeps it.
+  bool (*keeps_sgid)(const void* ctx, std::uint32_t gid) = nullptr;
+  const void* ctx = nullptr;
+  bool any() const noexcept { return caps || suidgid; }
+};
 
 class PlatformShell {
  public:
@@ -122,9 +129,9 @@ class PlatformShell {
   Result<InodeRecord> attrs(NodeId node) noexcept;
   Result<std::size_t> read(NodeId node, std::uint64_t off, std::size_t len,
                            std::uint8_t* buf) noexcept;
-  // kill: KillPriv bits, the privilege clearing that comes with this write (see kill_privileges).
+  // kill: the privilege clearing that comes with this write (see kill_privileges).
   Status write(NodeId node, std::uint64_t off, const std::uint8_t* data, std::size_t len,
-               std::uint32_t kill = kKillNone) noexcept;
+               const KillPrivileges& kill = {}) noexcept;
   Status enumerate(NodeId dir, std::uint64_t cookie, fs::DirFn fn, void* ctx) noexcept;
   void invalidate(NodeId node) noexcept;
   Status flush(NodeId node) noexcept;
@@ -155,8 +162,10 @@ class PlatformShell {
   Status rmdir(NodeId parent, const std::string& name) noexcept;
   Status rename(NodeId old_parent, const std::string& old_name, NodeId new_parent,
                 const std::string& new_name, std::uint32_t flags) noexcept;
-  // A mode change also rewrites the access ACL's owner/group-class/other entries.
-  Result<InodeRecord> setattr(NodeId node, const fs::SetAttrRequest& req) noexcept;
+  // A mode change also rewrites the access ACL's owner/group-class/other entries. `kill` is
+  // applied after the change, under the same node lock; the result includes it.
+  Result<InodeRecord> setattr(NodeId node, const fs::SetAttrRequest& req,
+                              const KillPrivileges& kill = {}) noexcept;
   // Setting system.posix_acl_access also sets the mode's permission bits from it (and a
   // minimal ACL is stored as the mode alone).
   Result<std::string> getxattr(NodeId node, const std::string& name) noexcept;
@@ -164,13 +173,9 @@ class PlatformShell {
                   std::uint32_t flags) noexcept;
   Result<std::vector<std::string>> listxattr(NodeId node) noexcept;
   Status removexattr(NodeId node, const std::string& name) noexcept;
-  // What a write, truncate or owner change takes away when the adapter, not the host kernel,
-  // owns privilege clearing (FUSE_HANDLE_KILLPRIV_V2): kKillCaps removes security.capability;
-  // kKillSuidgid clears S_ISUID, and S_ISGID when S_IXGRP is set, on a non-directory;
-  // kKillSgidNoExec also clears S_ISGID without S_IXGRP (Linux does when the caller is neither
-  // in the file's group nor CAP_FSETID: the adapter decides). The common case
-  // (neither present) costs no I/O: the node remembers whether it has the capability xattr.
-  Status kill_privileges(NodeId node, std::uint32_t kill) noexcept;
+  // Clears what `kill` says (see KillPrivileges). The common case (no set-ID bit, no
+  // capability) costs no I/O: the node remembers whether it has the capability xattr.
+  Status kill_privileges(NodeId node, const KillPrivileges& kill) noexcept;
   Result<fs::StatfsInfo> statfs() noexcept;
   Status fallocate(NodeId node, std::uint32_t mode, std::uint64_t off, std::uint64_t len) noexcept;
   // whence: 3 = SEEK_DATA, 4 = SEEK_HOLE (Linux values).
@@ -197,7 +202,8 @@ class PlatformShell {
   void MaybeDropNode(NodeId id) noexcept;
   void NoteNewReference(NodeId id, bool opened) noexcept;
   Status LoadNodeAttrs(Node* n) noexcept;            // node lock held
-  Status KillPrivilegesLocked(Node* n, std::uint32_t kill) noexcept;  // node lock held
+  // Node lock held. If the mode changed and `attrs` is given, its mode and ctime are updated.
+  Status KillPrivilegesLocked(Node* n, const KillPrivileges& kill, InodeRecord* attrs) noexcept;
   // An xattr of the node was set or removed: drops what the node remembers about
   // security.capability and takes the new mode (ACL) if attrs is given.
   void NoteXattrChange(NodeId id, const std::string& name, const InodeRecord* attrs) noexcept;

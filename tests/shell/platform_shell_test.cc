@@ -359,14 +359,23 @@ TEST_F(ShellTest, LastCloseDropsDataThatDoesNotFit) {
 // security.capability is forgotten when the attribute is set again (through the shell).
 TEST_F(ShellTest, KillPrivilegesClearsBitsAndCapability) {
   StartShell();
+  KillPrivileges suidgid;
+  suidgid.suidgid = true;
+  KillPrivileges outsider = suidgid;  // a caller in no group
+  outsider.keeps_sgid = [](const void*, std::uint32_t) { return false; };
+  KillPrivileges caps;
+  caps.caps = true;
   struct Case {
-    std::uint32_t mode, kill, want;
+    std::uint32_t mode;
+    KillPrivileges kill;
+    std::uint32_t want;
+    const char* what;
   } cases[] = {
-      {06755, kKillSuidgid, 00755},                  // group-executable: both go
-      {06745, kKillSuidgid, 02745},                  // setgid without g+x stays...
-      {06745, kKillSuidgid | kKillSgidNoExec, 00745},  // ...unless the caller is outside the group
-      {06755, kKillCaps, 06755},                     // capability only
-      {00755, kKillSuidgid, 00755},
+      {06755, suidgid, 00755, "group-executable: both go"},
+      {06745, suidgid, 02745, "setgid without g+x stays..."},
+      {06745, outsider, 00745, "...unless the caller is outside the group"},
+      {06755, caps, 06755, "capability only"},
+      {00755, suidgid, 00755, "nothing to clear"},
   };
   int i = 0;
   for (const Case& c : cases) {
@@ -377,19 +386,34 @@ TEST_F(ShellTest, KillPrivilegesClearsBitsAndCapability) {
     ASSERT_TRUE(shell_->setattr(ino, r).ok());
     ASSERT_TRUE(Write(ino, 0, "data").ok());
     ASSERT_TRUE(shell_->kill_privileges(ino, c.kill).ok());
-    EXPECT_EQ(shell_->attrs(ino)->mode & 07777u, c.want) << std::oct << c.mode << " kill " << c.kill;
+    EXPECT_EQ(shell_->attrs(ino)->mode & 07777u, c.want) << c.what;
     ASSERT_TRUE(shell_->SyncAll().ok());
-    EXPECT_EQ(fs_->GetAttr(ino)->mode & 07777u, c.want) << "committed";
+    EXPECT_EQ(fs_->GetAttr(ino)->mode & 07777u, c.want) << "committed: " << c.what;
   }
-  // A write with kKillCaps removes the capability; set again after the node learned it was
+  // Folded into setattr (a chown by an outsider's request): the returned attributes show it.
+  {
+    const std::uint64_t ino = NewFile("chown");
+    fs::SetAttrRequest r;
+    r.mask = fs::kSetMode;
+    r.mode = 06745;
+    ASSERT_TRUE(shell_->setattr(ino, r).ok());
+    fs::SetAttrRequest own;
+    own.mask = fs::kSetUid;
+    own.uid = 1000;
+    auto a = shell_->setattr(ino, own, outsider);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a->uid, 1000u);
+    EXPECT_EQ(a->mode & 07777u, 00745u);
+  }
+  // A write that clears caps removes the capability; set again after the node learned it was
   // absent, the next write removes it again.
   const std::uint64_t ino = NewFile("cap");
   const std::string cap(20, '\x01');
   for (int round = 0; round < 2; ++round) {
     ASSERT_TRUE(shell_->setxattr(ino, "security.capability", cap, 0).ok());
-    ASSERT_TRUE(shell_->write(ino, 0, reinterpret_cast<const std::uint8_t*>("x"), 1, kKillNone).ok());
+    ASSERT_TRUE(shell_->write(ino, 0, reinterpret_cast<const std::uint8_t*>("x"), 1, {}).ok());
     EXPECT_TRUE(shell_->getxattr(ino, "security.capability").ok()) << "no kill asked";
-    ASSERT_TRUE(shell_->write(ino, 1, reinterpret_cast<const std::uint8_t*>("y"), 1, kKillCaps).ok());
+    ASSERT_TRUE(shell_->write(ino, 1, reinterpret_cast<const std::uint8_t*>("y"), 1, caps).ok());
     auto g = shell_->getxattr(ino, "security.capability");
     ASSERT_FALSE(g.ok()) << "round " << round;
     EXPECT_EQ(g.status().code(), Code::kNoData);
@@ -397,7 +421,7 @@ TEST_F(ShellTest, KillPrivilegesClearsBitsAndCapability) {
   // A directory keeps its setgid bit (it means inheritance there, not privilege).
   auto d = fs_->Mkdir(1, "dir", 02775, cred_);
   ASSERT_TRUE(d.ok());
-  ASSERT_TRUE(shell_->kill_privileges(d->ino, kKillSuidgid | kKillSgidNoExec).ok());
+  ASSERT_TRUE(shell_->kill_privileges(d->ino, outsider).ok());
   EXPECT_EQ(shell_->attrs(d->ino)->mode & 07777u, 02775u);
 }
 

@@ -28,10 +28,6 @@
 namespace permfs::fuse {
 
 using uring::CmdReq;
-using uring::InHeader;
-using uring::InitIn;
-using uring::InitOut;
-using uring::OutHeader;
 using uring::ReqHeader;
 
 namespace {
@@ -44,7 +40,7 @@ constexpr std::size_t kPayloadCap = std::size_t{1} << 20;
 // The payload starts this far into its buffer, so the in-header and the opcode's argument can be
 // put right in front of it to rebuild the classic request layout without moving the payload.
 constexpr std::size_t kLead = 4096;
-static_assert(kLead >= sizeof(InHeader) + uring::kOpArea);
+static_assert(kLead >= sizeof(fuse_in_header) + uring::kOpArea);
 constexpr int kRegisterAttempts = 2000;  // x 1 ms while the kernel says EAGAIN (INIT in flight)
 constexpr int kMaxRearms = 1000;         // fresh entries after refused commits, per worker
 
@@ -87,7 +83,7 @@ namespace {
 struct Worker;
 }
 
-struct UringTransport::Impl {
+struct UringTransport::Impl final : wire::InitReplyHook {
   fuse_session* se = nullptr;
   int fd = -1;       // the session's /dev/fuse descriptor
   int stop_fd = -1;  // eventfd (semaphore): one count stops one worker
@@ -109,8 +105,9 @@ struct UringTransport::Impl {
   bool pool_stop = false;
   std::vector<std::thread> pool;
 
-  std::atomic<bool> init_seen{false};
-  std::atomic<std::uint64_t> init_unique{0};  // FUSE_INIT's unique once it offered the ring
+  // The INIT reply's edit, for InitReplyWritten (both run on the thread writing the reply).
+  bool init_patched = false;
+  std::string init_why;
   std::atomic<bool> negotiated{false};
   std::atomic<std::uint64_t> served{0};
 
@@ -136,8 +133,8 @@ struct UringTransport::Impl {
     std::lock_guard<std::mutex> l(mu);
     if (failure.empty()) failure = why;
   }
-  void SawRequest(const unsigned char* buf, std::size_t n);
-  ssize_t ReplyInit(int fd, const struct iovec* iov, int count);
+  void EditInitReply(std::vector<unsigned char>* msg, const wire::InitOffer& offer) override;
+  void InitReplyWritten(ssize_t result, int err) override;
   Worker* Find(std::uint64_t unique);
   void Offload(Worker* w);
   void RunPool();
@@ -276,7 +273,7 @@ struct Worker {
   }
 
   void SetReply(std::uint64_t unique, int error) {
-    OutHeader oh{static_cast<std::uint32_t>(sizeof(OutHeader)), error, unique};
+    fuse_out_header oh{static_cast<std::uint32_t>(sizeof(fuse_out_header)), error, unique};
     memcpy(hdr->in_out, &oh, sizeof oh);
     hdr->ent.payload_sz = 0;
   }
@@ -284,7 +281,7 @@ struct Worker {
   // The entry holds a request: rebuild the classic layout, let libfuse dispatch it, commit the
   // reply it wrote (routed here by Reply()) and fetch the next request.
   void Serve() {
-    InHeader in;
+    fuse_in_header in;
     memcpy(&in, hdr->in_out, sizeof in);
     const std::uint64_t commit_id = hdr->ent.commit_id;
     const std::size_t psz = hdr->ent.payload_sz;
@@ -306,7 +303,7 @@ struct Worker {
     memset(&request, 0, sizeof request);
     request.size = in.len;
     request.mem = start;
-    if (in.opcode == uring::kOpWrite) {
+    if (in.opcode == FUSE_WRITE) {
       // Writes come from the kernel's writeback threads and nobody waits on the CPU that sent
       // them: copying them into the hot tier on this (pinned) CPU would compete with the
       // application there while the other CPUs idle. Any CPU may run them.
@@ -317,7 +314,7 @@ struct Worker {
       fuse_session_process_buf(t->se, &request);
       tls_worker = nullptr;
     }
-    if (in.opcode == uring::kOpForget || in.opcode == uring::kOpBatchForget) {
+    if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET) {
       SetReply(in.unique, 0);  // never sent over a ring; libfuse does not answer them
     } else {
       std::unique_lock<std::mutex> l(mu);
@@ -340,7 +337,7 @@ struct Worker {
       const auto* b = static_cast<const unsigned char*>(v[i].iov_base);
       if (i > 0 && v[i].iov_len && b < hi && b + v[i].iov_len > lo) overlaps = true;
     }
-    OutHeader oh;
+    fuse_out_header oh;
     memcpy(&oh, v[0].iov_base, sizeof oh);
     std::size_t body = total - sizeof oh;
     std::lock_guard<std::mutex> l(mu);
@@ -374,22 +371,18 @@ struct Worker {
 };
 
 ssize_t HookRead(int fd, void* buf, size_t len, void*) {
-  ssize_t r = ::read(fd, buf, len);
+  const ssize_t r = ::read(fd, buf, len);
   if (r > 0) wire::SawRequest(buf, static_cast<std::size_t>(r));
-  UringTransport::Impl* t = g_active.load(std::memory_order_acquire);
-  if (t && r >= static_cast<ssize_t>(sizeof(InHeader)) && !t->init_seen.load())
-    t->SawRequest(static_cast<const unsigned char*>(buf), static_cast<std::size_t>(r));
   return r;
 }
 
 ssize_t HookWritev(int fd, struct iovec* iov, int count, void*) {
   UringTransport::Impl* t = g_active.load(std::memory_order_acquire);
-  if (t && count > 0 && iov[0].iov_len >= sizeof(OutHeader)) {
-    OutHeader oh;
+  if (t && count > 0 && iov[0].iov_len >= sizeof(fuse_out_header)) {
+    fuse_out_header oh;
     memcpy(&oh, iov[0].iov_base, sizeof oh);
     if (oh.unique != 0) {
       if (Worker* w = t->Find(oh.unique)) return w->Reply(iov, count);
-      if (oh.unique == t->init_unique.load()) return t->ReplyInit(fd, iov, count);
     }
   }
   return wire::Writev(fd, iov, count);
@@ -397,61 +390,44 @@ ssize_t HookWritev(int fd, struct iovec* iov, int count, void*) {
 
 }  // namespace
 
-void UringTransport::Impl::SawRequest(const unsigned char* buf, std::size_t n) {
-  InHeader in;
-  memcpy(&in, buf, sizeof in);
-  if (in.opcode != uring::kOpInit || init_seen.exchange(true)) return;
-  InitIn ii{};
-  memcpy(&ii, buf + sizeof in, std::min(n - sizeof in, sizeof ii));
-  if (n >= sizeof in + offsetof(InitIn, flags2) + 4 && (ii.flags & uring::kInitExt) &&
-      (ii.flags2 & uring::kFlags2OverIoUring))
-    init_unique.store(in.unique);
-  else
-    SetPhase(Phase::kAbort, "the kernel did not offer FUSE_OVER_IO_URING in FUSE_INIT");
+// libfuse's INIT reply: FUSE_OVER_IO_URING is added when the kernel offered it and the
+// negotiated sizes fit the ring's buffers. From then on the kernel holds requests until every
+// queue has an entry, so the workers register right after the reply is written.
+void UringTransport::Impl::EditInitReply(std::vector<unsigned char>* msg,
+                                         const wire::InitOffer& offer) {
+  init_patched = false;
+  fuse_out_header oh;
+  memcpy(&oh, msg->data(), sizeof oh);
+  fuse_init_out io{};
+  if (!(offer.flags2 & uring::kFlags2OverIoUring)) {
+    init_why = "the kernel did not offer FUSE_OVER_IO_URING in FUSE_INIT";
+    return;
+  }
+  if (oh.error != 0 || msg->size() < sizeof oh + offsetof(fuse_init_out, flags2) + sizeof io.flags2) {
+    init_why = "FUSE_INIT failed or predates protocol 7.36";
+    return;
+  }
+  const std::size_t n = std::min(msg->size() - sizeof oh, sizeof io);
+  memcpy(&io, msg->data() + sizeof oh, n);
+  const std::size_t pages = (io.flags & FUSE_MAX_PAGES) ? io.max_pages : uring::kDefaultMaxPages;
+  const std::size_t need = std::max({uring::kMinPayload, std::size_t{io.max_write}, pages * 4096});
+  if (need > kPayloadCap) {
+    init_why = "the negotiated request size exceeds the ring buffers";
+    return;
+  }
+  io.flags |= FUSE_INIT_EXT;
+  io.flags2 |= uring::kFlags2OverIoUring;
+  memcpy(msg->data() + sizeof oh, &io, n);
+  init_patched = true;
 }
 
-// libfuse's INIT reply, with FUSE_OVER_IO_URING added when the negotiated sizes fit the ring's
-// buffers. From then on the kernel holds requests until every queue has an entry, so the
-// workers register right after the reply is written.
-ssize_t UringTransport::Impl::ReplyInit(int dev, const struct iovec* iov, int count) {
-  std::vector<unsigned char> msg;
-  for (int i = 0; i < count; ++i) {
-    const auto* b = static_cast<const unsigned char*>(iov[i].iov_base);
-    msg.insert(msg.end(), b, b + iov[i].iov_len);
-  }
-  OutHeader oh;
-  memcpy(&oh, msg.data(), sizeof oh);
-  bool patched = false;
-  std::string why;
-  if (oh.error != 0 || msg.size() < sizeof oh + offsetof(InitOut, flags2) + 4) {
-    why = "FUSE_INIT failed or predates protocol 7.36";
-  } else {
-    InitOut io{};
-    const std::size_t n = std::min(msg.size() - sizeof oh, sizeof io);
-    memcpy(&io, msg.data() + sizeof oh, n);
-    const std::size_t pages = (io.flags & uring::kInitMaxPages) ? io.max_pages : uring::kDefaultMaxPages;
-    const std::size_t need = std::max({uring::kMinPayload, std::size_t{io.max_write}, pages * 4096});
-    if (need > kPayloadCap) {
-      why = "the negotiated request size exceeds the ring buffers";
-    } else {
-      io.flags |= uring::kInitExt;
-      io.flags2 |= uring::kFlags2OverIoUring;
-      memcpy(msg.data() + sizeof oh, &io, n);
-      patched = true;
-    }
-  }
-  if (oh.error == 0) wire::PatchInitReply(msg.data() + sizeof oh, msg.size() - sizeof oh);
-  struct iovec one = {msg.data(), msg.size()};
-  const ssize_t r = ::writev(dev, &one, 1);
-  const int err = errno;
-  if (patched && r >= 0) {
+void UringTransport::Impl::InitReplyWritten(ssize_t result, int err) {
+  if (init_patched && result >= 0) {
     negotiated.store(true);
     SetPhase(Phase::kRegister, "");
   } else {
-    SetPhase(Phase::kAbort, patched ? Errno("writing the FUSE_INIT reply", err) : why);
+    SetPhase(Phase::kAbort, init_patched ? Errno("writing the FUSE_INIT reply", err) : init_why);
   }
-  errno = err;
-  return r;
 }
 
 Worker* UringTransport::Impl::Find(std::uint64_t u) {
@@ -512,7 +488,7 @@ UringTransport::UringTransport(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 UringTransport::~UringTransport() {
   impl_->Stop();
   Impl* self = impl_.get();
-  g_active.compare_exchange_strong(self, nullptr);
+  if (g_active.compare_exchange_strong(self, nullptr)) wire::SetInitReplyHook(nullptr);
   impl_->workers.clear();  // rings closed, buffers freed: the connection is gone by now
   if (impl_->stop_fd >= 0) ::close(impl_->stop_fd);
 }
@@ -567,6 +543,7 @@ std::unique_ptr<UringTransport> UringTransport::Start(fuse_session* se, unsigned
   io.read = HookRead;
   io.writev = HookWritev;
   g_active.store(t, std::memory_order_release);
+  wire::SetInitReplyHook(t);
   if (fuse_session_custom_io(se, &io, t->fd) != 0) {
     *why = "fuse_session_custom_io failed";
     return nullptr;

@@ -5,7 +5,9 @@
 #include <linux/fuse.h>
 #include <string.h>
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <vector>
 
 namespace permfs::fuse::wire {
@@ -13,8 +15,9 @@ namespace {
 
 std::atomic<bool> g_init_seen{false};
 std::atomic<std::uint64_t> g_init_unique{0};
-std::atomic<bool> g_offers_killpriv_v2{false};
+std::atomic<std::uint32_t> g_offer_flags{0}, g_offer_flags2{0};
 std::atomic<bool> g_killpriv_v2{false};
+std::atomic<InitReplyHook*> g_init_hook{nullptr};
 thread_local bool tls_kill_suidgid = false;
 
 template <typename T>
@@ -36,21 +39,34 @@ ssize_t ClassicWritev(int fd, struct iovec* iov, int count, void*) { return Writ
 
 ssize_t Writev(int fd, const struct iovec* iov, int count) {
   fuse_out_header oh;
-  if (count > 0 && iov[0].iov_len >= sizeof oh) {
-    memcpy(&oh, iov[0].iov_base, sizeof oh);
-    if (oh.error == 0 && IsInitReply(oh.unique)) {
-      std::vector<unsigned char> msg;
-      for (int i = 0; i < count; ++i) {
-        const auto* b = static_cast<const unsigned char*>(iov[i].iov_base);
-        msg.insert(msg.end(), b, b + iov[i].iov_len);
-      }
-      PatchInitReply(msg.data() + sizeof oh, msg.size() - sizeof oh);
-      struct iovec one = {msg.data(), msg.size()};
-      return ::writev(fd, &one, 1);
-    }
+  if (count <= 0 || iov[0].iov_len < sizeof oh) return ::writev(fd, iov, count);
+  memcpy(&oh, iov[0].iov_base, sizeof oh);
+  if (oh.unique == 0 || oh.unique != g_init_unique.load()) return ::writev(fd, iov, count);
+  std::vector<unsigned char> msg;
+  for (int i = 0; i < count; ++i) {
+    const auto* b = static_cast<const unsigned char*>(iov[i].iov_base);
+    msg.insert(msg.end(), b, b + iov[i].iov_len);
   }
-  return ::writev(fd, iov, count);
+  const InitOffer offer{g_offer_flags.load(), g_offer_flags2.load()};
+  constexpr std::size_t kFlagsAt = sizeof oh + offsetof(fuse_init_out, flags);
+  if (oh.error == 0 && (offer.flags & FUSE_HANDLE_KILLPRIV_V2) && msg.size() >= kFlagsAt + 4) {
+    std::uint32_t flags;
+    memcpy(&flags, msg.data() + kFlagsAt, sizeof flags);
+    flags |= FUSE_HANDLE_KILLPRIV_V2;
+    memcpy(msg.data() + kFlagsAt, &flags, sizeof flags);
+    g_killpriv_v2.store(true);
+  }
+  InitReplyHook* hook = g_init_hook.load();
+  if (hook) hook->EditInitReply(&msg, offer);
+  struct iovec one = {msg.data(), msg.size()};
+  const ssize_t r = ::writev(fd, &one, 1);
+  const int err = errno;
+  if (hook) hook->InitReplyWritten(r, err);
+  errno = err;
+  return r;
 }
+
+void SetInitReplyHook(InitReplyHook* hook) { g_init_hook.store(hook); }
 
 void SawRequest(const void* buf, std::size_t len) {
   tls_kill_suidgid = false;
@@ -76,9 +92,10 @@ void SawRequest(const void* buf, std::size_t len) {
     }
     case FUSE_INIT: {
       if (g_init_seen.exchange(true)) break;
-      std::uint32_t flags = 0;  // fuse_init_in: major, minor, max_readahead, flags
-      if (len >= sizeof in + 16) memcpy(&flags, p + sizeof in + 12, sizeof flags);
-      g_offers_killpriv_v2.store((flags & FUSE_HANDLE_KILLPRIV_V2) != 0);
+      fuse_init_in ii{};  // flags2 only from 7.36 kernels: a shorter request leaves it zero
+      memcpy(&ii, p + sizeof in, std::min(len - sizeof in, sizeof ii));
+      g_offer_flags.store(ii.flags);
+      g_offer_flags2.store((ii.flags & FUSE_INIT_EXT) ? ii.flags2 : 0);
       g_init_unique.store(in.unique);
       break;
     }
@@ -88,20 +105,6 @@ void SawRequest(const void* buf, std::size_t len) {
 }
 
 bool KillSuidgid() { return tls_kill_suidgid; }
-
-bool IsInitReply(std::uint64_t unique) {
-  return unique != 0 && unique == g_init_unique.load(std::memory_order_relaxed);
-}
-
-void PatchInitReply(void* body, std::size_t len) {
-  std::uint32_t flags = 0;  // fuse_init_out: major, minor, max_readahead, flags
-  if (len < 16 || !g_offers_killpriv_v2.load()) return;
-  auto* p = static_cast<unsigned char*>(body);
-  memcpy(&flags, p + 12, sizeof flags);
-  flags |= FUSE_HANDLE_KILLPRIV_V2;
-  memcpy(p + 12, &flags, sizeof flags);
-  g_killpriv_v2.store(true);
-}
 
 bool KillPrivV2() { return g_killpriv_v2.load(); }
 

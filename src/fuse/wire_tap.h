@@ -6,17 +6,18 @@
 // every write(2) once it has seen a file carry neither — a whole round trip per small write.
 // libfuse 3.14 neither negotiates the flag nor passes on the per-request "kill" bits
 // (FUSE_WRITE_KILL_SUIDGID in WRITE, FATTR_KILL_SUIDGID in SETATTR, FUSE_OPEN_KILL_SUIDGID in
-// an O_TRUNC OPEN), so this module reads them
-// off the raw request bytes and patches the INIT reply:
+// an O_TRUNC OPEN), so this module reads them off the raw request bytes and patches the INIT
+// reply:
 //   - SawRequest() gets every request's classic byte layout on the thread that is about to
 //     dispatch it (fuse_session_process_buf); KillSuidgid() then answers for that request.
-//   - IsInitReply()/PatchInitReply() add FUSE_HANDLE_KILLPRIV_V2 to libfuse's INIT reply when
-//     the kernel offered it.
+//   - Writev() writes replies; it adds FUSE_HANDLE_KILLPRIV_V2 to libfuse's INIT reply when the
+//     kernel offered it, and lets a transport that negotiates more (io_uring) edit that reply
+//     too (InitReplyHook), so the INIT exchange is read and patched in one place.
 //   - InstallClassicHooks() puts both on a session that reads /dev/fuse itself (the io_uring
 //     transport calls them from its own hooks instead).
-// What the server must do once the flag is negotiated (PlatformShell's KillPrivileges): on
-// WRITE and on SETATTR carrying the kill bit, clear S_ISUID, and S_ISGID when S_IXGRP is set; on
-// every WRITE, size change and owner change, remove security.capability.
+// What the server must do once the flag is negotiated (PlatformShell's KillPrivileges): on a
+// request carrying the kill bit, clear S_ISUID, and S_ISGID when S_IXGRP is set; on every WRITE,
+// size change, fallocate and owner change, remove security.capability.
 // Thread-safety: SawRequest/KillSuidgid use thread-local state; the INIT bookkeeping is atomic.
 // One FUSE session per process.
 #pragma once
@@ -24,6 +25,7 @@
 #include <sys/uio.h>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 struct fuse_session;
 
@@ -32,12 +34,28 @@ namespace permfs::fuse::wire {
 void SawRequest(const void* buf, std::size_t len);
 bool KillSuidgid();
 
-// Whether the out-header's unique is FUSE_INIT's.
-bool IsInitReply(std::uint64_t unique);
-// Patches the INIT reply body (after the fuse_out_header) in place.
-void PatchInitReply(void* body, std::size_t len);
-// Whether FUSE_HANDLE_KILLPRIV_V2 was negotiated (set when the patched reply was sent).
+// Whether FUSE_HANDLE_KILLPRIV_V2 was negotiated (set when the INIT reply is patched).
 bool KillPrivV2();
+
+// What the kernel offered in its FUSE_INIT request (fuse_init_in flags and flags2).
+struct InitOffer {
+  std::uint32_t flags = 0, flags2 = 0;
+};
+
+// A transport that adds its own flags to the INIT reply. Install before the session loop, remove
+// before the hook object goes away; called on the thread that writes the reply.
+class InitReplyHook {
+ public:
+  // libfuse's INIT reply, header first, before it is written (FUSE_HANDLE_KILLPRIV_V2 already
+  // added to a successful one); may change it.
+  virtual void EditInitReply(std::vector<unsigned char>* msg, const InitOffer& offer) = 0;
+  // What writev() returned for it (err: errno when that was negative).
+  virtual void InitReplyWritten(ssize_t result, int err) = 0;
+
+ protected:
+  ~InitReplyHook() = default;
+};
+void SetInitReplyHook(InitReplyHook* hook);
 
 // writev(2) of a reply, with the INIT reply patched.
 ssize_t Writev(int fd, const struct iovec* iov, int count);

@@ -7,8 +7,8 @@
 // so a request is answered where it was issued.
 //
 // libfuse 3.14 cannot speak the ring protocol, but it lets the session's reads and writes be
-// replaced (fuse_session_custom_io). The transport uses that seam: it watches the classic
-// stream for FUSE_INIT and adds FUSE_OVER_IO_URING to libfuse's reply; after the reply it
+// replaced (fuse_session_custom_io). The transport uses that seam: through wire_tap's INIT hook
+// it adds FUSE_OVER_IO_URING to libfuse's reply to FUSE_INIT; after the reply it
 // registers one ring entry per thread. A request that arrives on a ring is rebuilt into the
 // classic byte layout and handed to fuse_session_process_buf(), so every operation runs through
 // the same libfuse dispatch and the same adapter code as before; the reply libfuse writes is

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "fs/filesystem.h"
+#include "fuse/seek_writeback.h"
 #include "fuse/uring_transport.h"
 #include "fuse/wire_tap.h"
 #include "hosted/log_sink.h"
@@ -162,6 +163,8 @@ struct MountState {
   bool writeback = true;
   bool xattrs = true;  // false (noxattr): the xattr ops are not registered, so no POSIX ACLs
   std::uint32_t block_size = 4096;
+  SeekWriteback* seek = nullptr;        // writable handles; SEEK_DATA/HOLE after write-back
+  const UringTransport* ring = nullptr;  // set when the io_uring transport was started
 };
 
 MountState* State(fuse_req_t req) { return static_cast<MountState*>(fuse_req_userdata(req)); }
@@ -402,6 +405,15 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   ReplyEntry(req, State(req)->shell->link(ino, newparent, newname));
 }
 
+// Marks a writable handle (the kernel may hold dirty pages for its file until its RELEASE) and
+// counts it for SeekWriteback. Returns whether it was writable.
+bool NoteOpen(MountState* m, fuse_ino_t ino, fuse_file_info* fi) {
+  const bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+  fi->fh = writable ? SeekWriteback::kWritableHandle : 0;
+  if (writable) m->seek->OpenedWritable(ino);
+  return writable;
+}
+
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (State(req)->read_only && (fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
   Status st = State(req)->shell->open(ino);
@@ -422,7 +434,11 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // writes of other descriptors and an O_DIRECT write is seen by later buffered reads, as on a
   // local filesystem. (FOPEN_DIRECT_IO would bypass the cache without that flush.)
   fi->keep_cache = 1;
-  if (fuse_reply_open(req, fi) != 0) State(req)->shell->release(ino).IgnoreError();
+  const bool writable = NoteOpen(State(req), ino, fi);
+  if (fuse_reply_open(req, fi) != 0) {
+    State(req)->shell->release(ino).IgnoreError();
+    if (writable) State(req)->seek->ReleasedWritable(ino);
+  }
 }
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -433,8 +449,10 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (!r.ok()) return ReplyErr(req, r.status());
   fuse_entry_param e;
   FillEntry(m, *r, &e);
+  const bool writable = NoteOpen(m, r->ino, fi);
   if (fuse_reply_create(req, &e, fi) != 0) {
     m->shell->release(r->ino).IgnoreError();
+    if (writable) m->seek->ReleasedWritable(r->ino);
     m->shell->forget(r->ino, 1);
   }
 }
@@ -465,7 +483,9 @@ void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ReplyErr(req, State(req)->shell->flush(ino));
 }
 
-void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  // The kernel wrote the handle's dirty pages back before sending this.
+  if (fi->fh & SeekWriteback::kWritableHandle) State(req)->seek->ReleasedWritable(ino);
   ReplyErr(req, State(req)->shell->release(ino));
 }
 
@@ -633,11 +653,23 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                                              static_cast<std::uint64_t>(len)));
 }
 
+// SEEK_DATA / SEEK_HOLE. A file with a writable handle open may have dirty pages the daemon has
+// not seen: they are written back first (SeekWriteback), on another thread. Over the io_uring
+// transport the receiving worker waits for the reply, and the write-back needs a free worker on
+// another queue slot: past that bound ENOSYS hands lseek to the kernel's generic code for the
+// rest of the mount (every byte up to the kernel's own size is data: no holes, never wrong).
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
   if (off < 0) return (void)fuse_reply_err(req, ENXIO);
-  auto r = State(req)->shell->lseek(ino, static_cast<std::uint64_t>(off), whence);
-  if (!r.ok()) return ReplyErr(req, r.status());
-  fuse_reply_lseek(req, static_cast<off_t>(*r));
+  MountState* m = State(req);
+  auto answer = [m, req, ino, off, whence] {
+    auto r = m->shell->lseek(ino, static_cast<std::uint64_t>(off), whence);
+    if (!r.ok()) return ReplyErr(req, r.status());
+    fuse_reply_lseek(req, static_cast<off_t>(*r));
+  };
+  if (!m->seek->HasWriters(ino)) return answer();
+  std::size_t limit = SIZE_MAX;
+  if (m->ring && m->ring->negotiated()) limit = m->ring->threads_per_queue() - 1;
+  if (!m->seek->TryDefer(ino, answer, limit)) fuse_reply_err(req, ENOSYS);
 }
 
 fuse_lowlevel_ops MakeOps() {
@@ -978,6 +1010,10 @@ int MountMain(int argc, char** argv) {
   }
   if (!ring && !wire::InstallClassicHooks(se))
     std::fprintf(stderr, "permfs mount: cannot hook the FUSE session's I/O; continuing without\n");
+  ms.ring = ring.get();
+  SeekWriteback seek;
+  ms.seek = &seek;
+  seek.Start(se);
   Invalidator inval;
   inval.Start(se);
   sh.set_invalidation_sink(&inval);
@@ -1014,6 +1050,9 @@ int MountMain(int argc, char** argv) {
   sh.set_invalidation_sink(nullptr);
   inval.Stop();
   fuse_session_unmount(se);
+  // After the connection is gone a write-back still queued cannot hang on it; the answers it
+  // gives go nowhere, but the requests they belong to are freed before the session is.
+  seek.Stop();
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
   ring.reset();

@@ -635,6 +635,41 @@ TEST_F(Posix, SeekDataHole) {
   close(fd);
 }
 
+// With the writeback cache, data just written may still be only in the kernel's page cache,
+// and the kernel sends LSEEK without writing it back: the data/hole map must include it anyway
+// (a sparse-aware copy of a file being written would otherwise skip data).
+TEST_F(Posix, SeekDataHoleSeesUnflushedWrites) {
+  const std::string rec(65536, 'r');
+  int fd = open(P("f").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, rec.data(), 4096, 1 << 20), 4096);
+  EXPECT_EQ(lseek(fd, 0, SEEK_DATA), 1 << 20);
+  EXPECT_EQ(lseek(fd, 0, SEEK_HOLE), 0);
+  EXPECT_EQ(lseek(fd, 1 << 20, SEEK_HOLE), (1 << 20) + 4096);
+  EXPECT_ERRNO(lseek(fd, (1 << 20) + 4096, SEEK_DATA), ENXIO);
+  ASSERT_EQ(pwrite(fd, rec.data(), rec.size(), 0), 65536);
+  EXPECT_EQ(lseek(fd, 0, SEEK_DATA), 0);
+  EXPECT_EQ(lseek(fd, 0, SEEK_HOLE), 65536);
+  // Dirtied through a shared mapping after its descriptor was closed (the mapping keeps the
+  // writable handle), asked through another, read-only descriptor.
+  constexpr std::size_t kLen = (1 << 20) + 4096;
+  void* p = mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(p, MAP_FAILED) << strerror(errno);
+  ASSERT_EQ(close(fd), 0);
+  memcpy(static_cast<char*>(p) + (512 << 10), "MAPPED", 6);
+  int rd = open(P("f").c_str(), O_RDONLY);
+  ASSERT_GE(rd, 0);
+  EXPECT_EQ(lseek(rd, 70000, SEEK_DATA), 512 << 10);
+  EXPECT_EQ(lseek(rd, 512 << 10, SEEK_HOLE), (512 << 10) + 65536);
+  ASSERT_EQ(munmap(p, kLen), 0);
+  // Every write is there once the writers are gone.
+  char got[6];
+  ASSERT_EQ(pread(rd, got, 6, 512 << 10), 6);
+  EXPECT_EQ(memcmp(got, "MAPPED", 6), 0);
+  EXPECT_EQ(lseek(rd, 0, SEEK_HOLE), 65536);
+  close(rd);
+}
+
 TEST_F(Posix, Xattrs) {
   WriteFile("f", "x");
   const std::string f = P("f");

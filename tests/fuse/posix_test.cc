@@ -670,6 +670,29 @@ TEST_F(Posix, SeekDataHoleSeesUnflushedWrites) {
   close(rd);
 }
 
+// The write-back before such an answer is served by the session's own threads: with a single
+// session thread it must still complete (the answer comes from another thread). Over io_uring
+// with one worker per queue the kernel's generic lseek answers instead; the figures below are
+// the same either way.
+TEST(PosixOwnMount, SeekWritebackWithOneSessionThread) {
+  Mount m("1G");
+  ASSERT_TRUE(m.made());
+  std::string why;
+  ASSERT_TRUE(m.Start("threads=1", &why)) << why;
+  int fd = open(m.path("f").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  const std::string block(4096, 'b');
+  for (off_t i = 0; i < 40; ++i) {
+    const off_t at = i * (128 << 10);
+    ASSERT_EQ(pwrite(fd, block.data(), block.size(), at), 4096);
+    EXPECT_EQ(lseek(fd, at, SEEK_DATA), at);
+    EXPECT_EQ(lseek(fd, at, SEEK_HOLE), at + 4096);  // EOF: the implicit hole
+    EXPECT_EQ(lseek(fd, 0, SEEK_DATA), 0);
+  }
+  ASSERT_EQ(close(fd), 0);
+  UnmountAndFsck(m);
+}
+
 TEST_F(Posix, Xattrs) {
   WriteFile("f", "x");
   const std::string f = P("f");

@@ -338,6 +338,17 @@ std::uint64_t PlatformShell::BaseLen(Node* n, std::uint64_t r) noexcept {
   return end - rs0 < rs_ ? end - rs0 : rs_;
 }
 
+std::uint64_t PlatformShell::SizeAfterChange(Node* n, std::uint64_t committed) const noexcept {
+  std::uint64_t size = committed;
+  auto reach = [&](const std::uint64_t& k, Record& r) {
+    const std::uint64_t end = k * rs_ + r.len;
+    if (end > size) size = end;
+  };
+  n->dirty.ForEach(reach);
+  n->flight.ForEach(reach);
+  return size;
+}
+
 void PlatformShell::Overlay(const Record& rec, std::uint64_t r, std::uint64_t off,
                             std::uint64_t count, std::uint8_t* buf) const noexcept {
   const std::uint64_t rs0 = r * rs_;
@@ -1120,8 +1131,9 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
   }
   n->mode = a.mode;
   n->gid = a.gid;
-  n->size = a.size;
   n->committed_size = a.size;
+  a.size = SizeAfterChange(n, a.size);
+  n->size = a.size;
   n->mtime_ns = a.mtime_ns;
   n->attrs_loaded = true;
   if (kill.any()) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill, &a));
@@ -1174,7 +1186,9 @@ Status PlatformShell::fallocate(NodeId node, std::uint32_t mode, std::uint64_t o
   PERMFS_RETURN_IF_ERROR(fst);
   n->attrs_loaded = false;
   if (sink_) sink_->InvalidateAttrs(node);  // st_blocks
-  return LoadNodeAttrs(n);
+  PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
+  n->size = SizeAfterChange(n, n->committed_size);
+  return Status();
 }
 
 Result<std::uint64_t> PlatformShell::lseek(NodeId node, std::uint64_t off, int whence) noexcept {

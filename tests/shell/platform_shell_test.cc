@@ -250,6 +250,49 @@ TEST_F(ShellTest, ConcurrentWritersReaderAndFlusher) {
   EXPECT_EQ(ReadAll(ino), want);
 }
 
+// setattr and fallocate promote the file first, and a promotion lets go of the node while it
+// writes: appends that land meanwhile extend the file. The size taken from the volume after
+// the change must not undo them (it did: reads past the committed size came back short, which
+// the kernel's writeback cache shows as zeros, and a later promotion committed the short size).
+TEST_F(ShellTest, AttributeChangesKeepSizeOfConcurrentAppends) {
+  const std::uint64_t ino = NewFile("grow");
+  StartShell();
+  std::atomic<bool> done{false};
+  std::atomic<int> shrunk{0}, errors{0};
+  std::thread changer([&] {
+    std::uint32_t i = 0;
+    while (!done.load()) {
+      fs::SetAttrRequest req;
+      req.mask = fs::kSetMode;
+      req.mode = (++i % 2) ? 0600u : 0644u;
+      if (!shell_->setattr(ino, req, {}).ok()) errors++;
+      // A hole punched far below the appends (KEEP_SIZE): a change that reloads attributes.
+      if (i % 4 == 0 && !shell_->fallocate(ino, 0x01 | 0x02, 0, 4096).ok()) errors++;
+    }
+  });
+  std::string model;
+  for (std::uint64_t i = 0; i < 400 && shrunk.load() == 0; ++i) {
+    const std::uint64_t off = (i + 1) * 4096;  // block 0 stays a hole
+    const std::string d = Pattern(4096, static_cast<std::uint32_t>(i));
+    ASSERT_TRUE(Write(ino, off, d).ok());
+    ModelWrite(&model, off, d);
+    if (i % 16 == 15) {
+      ASSERT_TRUE(shell_->flush(ino).ok());  // committed data under the appends
+    }
+    auto a = shell_->attrs(ino);
+    ASSERT_TRUE(a.ok());
+    if (a->size < off + 4096) shrunk++;
+  }
+  done.store(true);
+  changer.join();
+  EXPECT_EQ(shrunk.load(), 0);
+  EXPECT_EQ(errors.load(), 0);
+  ExpectFile(ino, model, "after appends with concurrent attribute changes");
+  StopShell();
+  Remount();
+  EXPECT_EQ(ReadAll(ino), model);
+}
+
 TEST_F(ShellTest, SequentialWriterIsPromotedByTheFlusher) {
   const std::uint64_t ino = NewFile("s");
   ShellOptions o;

@@ -1056,6 +1056,7 @@ int MountMain(int argc, char** argv) {
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
   ring.reset();
+  sh.ForgetAll();  // the kernel is gone: its references with it
   Status st = sh.SyncAll();
   Status um = (*vol)->Unmount();
   if (!st.ok() || !um.ok()) {

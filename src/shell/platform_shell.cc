@@ -1221,6 +1221,18 @@ Status PlatformShell::Tick() noexcept {
   return fs_->volume()->meta()->Tick(opt_.commit_interval_ns);
 }
 
+void PlatformShell::ForgetAll() noexcept {
+  std::vector<NodeId> orphans;
+  {
+    MutexLock l(&table_mu_);
+    nodes_.ForEach([&](const NodeId& id, Node*& n) {
+      n->lookups = 0;
+      if (n->orphan && n->opens == 0) orphans.push_back(id);
+    });
+  }
+  for (NodeId id : orphans) ReclaimIfUnused(id).IgnoreError();
+}
+
 Status PlatformShell::SyncAll() noexcept {
   DrainReclaims();
   std::vector<NodeId> ids;

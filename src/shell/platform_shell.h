@@ -186,6 +186,10 @@ class PlatformShell {
   Status Tick() noexcept;
   // Promotes everything, reclaims unlinked nodes with no users, and makes it all durable.
   Status SyncAll() noexcept;
+  // The platform has let go of every node (unmount): its lookup references are dropped, and
+  // unlinked nodes no handle holds any more are reclaimed now instead of at the next mount.
+  // (FORGETs still queued when a FUSE session ends are never read.) Call before SyncAll.
+  void ForgetAll() noexcept;
   // The background flusher: runs on a thread the host provides until StopFlusher(). Optional
   // (without it, budget promotions happen in the writing thread).
   void RunFlusher() noexcept;

@@ -293,6 +293,20 @@ TEST_F(ShellTest, AttributeChangesKeepSizeOfConcurrentAppends) {
   EXPECT_EQ(ReadAll(ino), model);
 }
 
+// At unmount the kernel's references go away without their FORGETs being read: ForgetAll
+// reclaims a file unlinked while open then, instead of leaving an orphan for the next mount.
+TEST_F(ShellTest, ForgetAllReclaimsUnlinkedFiles) {
+  StartShell();
+  auto made = shell_->create(1, "gone", fs::kTypeRegular | 0644, cred_, true, 022);
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  ASSERT_TRUE(Write(made->ino, 0, Pattern(100000, 3)).ok());
+  ASSERT_TRUE(shell_->unlink(1, "gone").ok());
+  ASSERT_TRUE(shell_->release(made->ino).ok());  // the handle is closed; the lookup remains
+  EXPECT_TRUE(fs_->GetAttr(made->ino).ok());     // an orphan still
+  shell_->ForgetAll();
+  EXPECT_EQ(fs_->GetAttr(made->ino).status().code(), Code::kNotFound);
+}
+
 TEST_F(ShellTest, SequentialWriterIsPromotedByTheFlusher) {
   const std::uint64_t ino = NewFile("s");
   ShellOptions o;

@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libgtest-dev libgmock-dev libbenchmark-dev libssl-dev liburing-dev
       libfuse3-dev fuse3 liblz4-dev libzstd-dev qemu-system-x86 e2fsprogs
-      attr acl git python3 g++-aarch64-linux-gnu "$@")
+      attr acl git python3 g++-aarch64-linux-gnu stress-ng "$@")
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -65,6 +65,14 @@ class ShellTest : public FsFixture {
     EXPECT_TRUE(ShellRead(ino, 0, model.size() + 100) == model) << where;
   }
 
+  // The shell's view, then the volume's after the shell is gone and the volume remounted.
+  void ExpectFileSurvivesRemount(std::uint64_t ino, const std::string& model, const char* where) {
+    ExpectFile(ino, model, where);
+    StopShell();
+    Remount();
+    EXPECT_EQ(ReadAll(ino), model) << where;
+  }
+
   ShellOptions opt_;
   std::unique_ptr<PlatformShell> shell_;
 };
@@ -85,10 +93,7 @@ TEST_F(ShellTest, AlignedSmallWritesDoNotReadAndMergeAtPromotion) {
   ASSERT_TRUE(shell_->flush(ino).ok());
   EXPECT_EQ(shell_->stats().partial_merges, 4u);
   EXPECT_EQ(shell_->stats().dirty_bytes, 0u);
-  ExpectFile(ino, model, "after promotion");
-  StopShell();
-  Remount();
-  EXPECT_EQ(ReadAll(ino), model);
+  ExpectFileSurvivesRemount(ino, model, "after promotion");
 }
 
 TEST_F(ShellTest, UnalignedWriteIntoCommittedSectorCompletesTheRecord) {
@@ -108,10 +113,7 @@ TEST_F(ShellTest, UnalignedWriteIntoCommittedSectorCompletesTheRecord) {
   EXPECT_EQ(shell_->stats().sync_completions, 1u);
   ExpectFile(ino, model, "extended");
   ASSERT_TRUE(shell_->flush(ino).ok());
-  ExpectFile(ino, model, "promoted");
-  StopShell();
-  Remount();
-  EXPECT_EQ(ReadAll(ino), model);
+  ExpectFileSurvivesRemount(ino, model, "promoted");
 }
 
 TEST_F(ShellTest, PartialRecordFullyOverwrittenBecomesComplete) {
@@ -287,10 +289,7 @@ TEST_F(ShellTest, AttributeChangesKeepSizeOfConcurrentAppends) {
   changer.join();
   EXPECT_EQ(shrunk.load(), 0);
   EXPECT_EQ(errors.load(), 0);
-  ExpectFile(ino, model, "after appends with concurrent attribute changes");
-  StopShell();
-  Remount();
-  EXPECT_EQ(ReadAll(ino), model);
+  ExpectFileSurvivesRemount(ino, model, "after appends with concurrent attribute changes");
 }
 
 // At unmount the kernel's references go away without their FORGETs being read: ForgetAll
@@ -322,10 +321,7 @@ TEST_F(ShellTest, SequentialWriterIsPromotedByTheFlusher) {
   }
   shell_->StopFlusher();
   flusher.join();
-  ExpectFile(ino, model, "written");
-  StopShell();
-  Remount();
-  EXPECT_EQ(ReadAll(ino), model);
+  ExpectFileSurvivesRemount(ino, model, "written");
 }
 
 // A promotion that fails keeps the data in memory (readable) and reports the error once.
@@ -355,10 +351,7 @@ TEST_F(ShellTest, FailedPromotionKeepsDataAndReportsError) {
   ASSERT_TRUE(st.ok()) << st.message();
   model.resize(1 << 20);
   ASSERT_TRUE(shell_->flush(ino).ok());
-  ExpectFile(ino, model, "after truncate");
-  StopShell();
-  Remount();
-  EXPECT_EQ(ReadAll(ino), model);
+  ExpectFileSurvivesRemount(ino, model, "after truncate");
 }
 
 // At the last close, dirty data that still does not fit is dropped (ENOSPC was reported at the

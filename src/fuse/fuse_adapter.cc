@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -29,7 +30,6 @@
 #include <vector>
 
 #include "fs/filesystem.h"
-#include "fuse/seek_writeback.h"
 #include "fuse/uring_transport.h"
 #include "fuse/wire_tap.h"
 #include "hosted/log_sink.h"
@@ -46,7 +46,10 @@ struct MountState;
 
 // Sends kernel cache invalidations from its own thread, never from a thread holding shell locks.
 // "Soon" attribute invalidations of a node are sent at most once a second: the first at once,
-// later ones at the end of that second, merged.
+// later ones at the end of that second, merged. WriteBackThen() invalidates a file's page cache,
+// which makes the kernel write its dirty pages back first (as WRITEs the session's threads
+// serve) and returns once they are answered, then runs a continuation; once stopping, only the
+// continuation runs (the connection may be gone and nobody would serve those WRITEs).
 class Invalidator final : public shell::InvalidationSink {
  public:
   void Start(fuse_session* se) {
@@ -69,15 +72,19 @@ class Invalidator final : public shell::InvalidationSink {
   void InvalidateAttrsSoon(shell::NodeId node) noexcept override {
     Push({node, std::string(), Kind::kAttrsSoon});
   }
+  void WriteBackThen(std::uint64_t node, std::function<void()> then) {
+    Push({node, std::string(), Kind::kWriteBack, std::move(then)});
+  }
 
  private:
   static constexpr std::chrono::milliseconds kAttrsInterval{1000};
   using Clock = std::chrono::steady_clock;
-  enum class Kind { kNode, kEntry, kAttrs, kAttrsSoon };
+  enum class Kind { kNode, kEntry, kAttrs, kAttrsSoon, kWriteBack };
   struct Item {
     std::uint64_t node;
     std::string name;
     Kind kind;
+    std::function<void()> then = nullptr;  // kWriteBack
   };
   void Push(Item it) {
     {
@@ -105,6 +112,7 @@ class Invalidator final : public shell::InvalidationSink {
       if (q_.empty() && stop_) return;
       std::deque<Item> batch;
       batch.swap(q_);
+      const bool stopping = stop_;
       l.unlock();
       const Clock::time_point now = Clock::now();
       for (Item& it : batch) {
@@ -117,6 +125,10 @@ class Invalidator final : public shell::InvalidationSink {
             break;
           case Kind::kAttrs:
             SendAttrs(it.node, now);
+            break;
+          case Kind::kWriteBack:
+            if (!stopping) fuse_lowlevel_notify_inval_inode(se_, it.node, 0, 0);
+            it.then();
             break;
           case Kind::kAttrsSoon: {
             if (deferred_.count(it.node)) break;  // already due at the end of its second
@@ -163,8 +175,9 @@ struct MountState {
   bool writeback = true;
   bool xattrs = true;  // false (noxattr): the xattr ops are not registered, so no POSIX ACLs
   std::uint32_t block_size = 4096;
-  SeekWriteback* seek = nullptr;        // writable handles; SEEK_DATA/HOLE after write-back
+  Invalidator* inval = nullptr;
   const UringTransport* ring = nullptr;  // set when the io_uring transport was started
+  std::atomic<std::size_t> seek_writebacks{0};  // SEEK_DATA/HOLE answers waiting for one
 };
 
 MountState* State(fuse_req_t req) { return static_cast<MountState*>(fuse_req_userdata(req)); }
@@ -405,26 +418,25 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   ReplyEntry(req, State(req)->shell->link(ino, newparent, newname));
 }
 
-// Marks a writable handle (the kernel may hold dirty pages for its file until its RELEASE) and
-// counts it for SeekWriteback. Returns whether it was writable.
-bool NoteOpen(MountState* m, fuse_ino_t ino, fuse_file_info* fi) {
-  const bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
-  fi->fh = writable ? SeekWriteback::kWritableHandle : 0;
-  if (writable) m->seek->OpenedWritable(ino);
-  return writable;
-}
+// fuse_file_info::fh of a writable handle: the kernel may hold dirty pages for its file until
+// its RELEASE, and the shell counts it (has_writers).
+constexpr std::uint64_t kWritableHandle = 1;
+
+bool Writable(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_RDONLY; }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (State(req)->read_only && (fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
-  Status st = State(req)->shell->open(ino);
+  const bool writable = Writable(fi);
+  Status st = State(req)->shell->open(ino, writable);
   if (!st.ok()) return ReplyErr(req, st);
+  fi->fh = writable ? kWritableHandle : 0;
   if (fi->flags & O_TRUNC) {
     // The kernel's bit asks for the set-ID bits (caller without CAP_FSETID) here and not in the
     // SETATTR that truncates next, which takes the capability away itself.
     if (const shell::KillPrivileges kill = KillFor(req, false, wire::KillSuidgid(), false); kill.any()) {
       Status k = State(req)->shell->kill_privileges(ino, kill);
       if (!k.ok()) {
-        State(req)->shell->release(ino).IgnoreError();
+        State(req)->shell->release(ino, writable).IgnoreError();
         return ReplyErr(req, k);
       }
     }
@@ -434,25 +446,22 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // writes of other descriptors and an O_DIRECT write is seen by later buffered reads, as on a
   // local filesystem. (FOPEN_DIRECT_IO would bypass the cache without that flush.)
   fi->keep_cache = 1;
-  const bool writable = NoteOpen(State(req), ino, fi);
-  if (fuse_reply_open(req, fi) != 0) {
-    State(req)->shell->release(ino).IgnoreError();
-    if (writable) State(req)->seek->ReleasedWritable(ino);
-  }
+  if (fuse_reply_open(req, fi) != 0) State(req)->shell->release(ino, writable).IgnoreError();
 }
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
   if (ReadOnlyReply(req)) return;
   auto* m = State(req);
-  auto r = m->shell->create(parent, name, mode, Creds(req), (fi->flags & O_EXCL) != 0, Umask(req));
+  const bool writable = Writable(fi);
+  auto r = m->shell->create(parent, name, mode, Creds(req), (fi->flags & O_EXCL) != 0, Umask(req),
+                            writable);
   if (!r.ok()) return ReplyErr(req, r.status());
   fuse_entry_param e;
   FillEntry(m, *r, &e);
-  const bool writable = NoteOpen(m, r->ino, fi);
+  fi->fh = writable ? kWritableHandle : 0;
   if (fuse_reply_create(req, &e, fi) != 0) {
-    m->shell->release(r->ino).IgnoreError();
-    if (writable) m->seek->ReleasedWritable(r->ino);
+    m->shell->release(r->ino, writable).IgnoreError();
     m->shell->forget(r->ino, 1);
   }
 }
@@ -485,8 +494,7 @@ void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // The kernel wrote the handle's dirty pages back before sending this.
-  if (fi->fh & SeekWriteback::kWritableHandle) State(req)->seek->ReleasedWritable(ino);
-  ReplyErr(req, State(req)->shell->release(ino));
+  ReplyErr(req, State(req)->shell->release(ino, (fi->fh & kWritableHandle) != 0));
 }
 
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
@@ -654,10 +662,11 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 }
 
 // SEEK_DATA / SEEK_HOLE. A file with a writable handle open may have dirty pages the daemon has
-// not seen: they are written back first (SeekWriteback), on another thread. Over the io_uring
-// transport the receiving worker waits for the reply, and the write-back needs a free worker on
-// another queue slot: past that bound ENOSYS hands lseek to the kernel's generic code for the
-// rest of the mount (every byte up to the kernel's own size is data: no holes, never wrong).
+// not seen: the invalidation thread has them written back first, and answers. Over the io_uring
+// transport the receiving worker waits for the reply, and the write-back's WRITEs need a free
+// worker on their queue: with fewer such waits than workers per queue one always is; past that
+// ENOSYS hands lseek to the kernel's generic code for the rest of the mount (every byte up to
+// the kernel's own size is data: no holes reported, never a wrong answer).
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
   if (off < 0) return (void)fuse_reply_err(req, ENXIO);
   MountState* m = State(req);
@@ -666,10 +675,17 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
     if (!r.ok()) return ReplyErr(req, r.status());
     fuse_reply_lseek(req, static_cast<off_t>(*r));
   };
-  if (!m->seek->HasWriters(ino)) return answer();
+  if (!m->shell->has_writers(ino)) return answer();
   std::size_t limit = SIZE_MAX;
   if (m->ring && m->ring->negotiated()) limit = m->ring->threads_per_queue() - 1;
-  if (!m->seek->TryDefer(ino, answer, limit)) fuse_reply_err(req, ENOSYS);
+  if (m->seek_writebacks.fetch_add(1) >= limit) {
+    m->seek_writebacks.fetch_sub(1);
+    return (void)fuse_reply_err(req, ENOSYS);
+  }
+  m->inval->WriteBackThen(ino, [m, answer] {
+    answer();
+    m->seek_writebacks.fetch_sub(1);
+  });
 }
 
 fuse_lowlevel_ops MakeOps() {
@@ -1011,10 +1027,8 @@ int MountMain(int argc, char** argv) {
   if (!ring && !wire::InstallClassicHooks(se))
     std::fprintf(stderr, "permfs mount: cannot hook the FUSE session's I/O; continuing without\n");
   ms.ring = ring.get();
-  SeekWriteback seek;
-  ms.seek = &seek;
-  seek.Start(se);
   Invalidator inval;
+  ms.inval = &inval;
   inval.Start(se);
   sh.set_invalidation_sink(&inval);
   std::atomic<bool> stop{false};
@@ -1048,11 +1062,10 @@ int MountMain(int argc, char** argv) {
   sh.StopFlusher();
   if (flusher.joinable()) flusher.join();
   sh.set_invalidation_sink(nullptr);
-  inval.Stop();
   fuse_session_unmount(se);
-  // After the connection is gone a write-back still queued cannot hang on it; the answers it
-  // gives go nowhere, but the requests they belong to are freed before the session is.
-  seek.Stop();
+  // After the connection is gone: a write-back still queued cannot hang on it (the answers it
+  // gives go nowhere, but the requests they belong to are freed before the session is).
+  inval.Stop();
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
   ring.reset();

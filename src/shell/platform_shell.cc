@@ -22,6 +22,7 @@ struct PlatformShell::Node {
   // Guarded by table_mu_.
   std::uint64_t lookups = 0;
   std::uint64_t opens = 0;
+  std::uint64_t writers = 0;  // the writable ones among the opens
   std::uint32_t pins = 0;
   bool orphan = false;
   // Guarded by mu.
@@ -883,7 +884,7 @@ Status PlatformShell::fsync(NodeId node, bool) noexcept {
   return fs_->Sync();
 }
 
-Status PlatformShell::open(NodeId node) noexcept {
+Status PlatformShell::open(NodeId node, bool writable) noexcept {
   PERMFS_PIN(n, node, true);
   {
     MutexLock l(&n->mu);
@@ -891,7 +892,15 @@ Status PlatformShell::open(NodeId node) noexcept {
   }
   MutexLock l(&table_mu_);
   n->opens++;
+  if (writable) n->writers++;
   return Status();
+}
+
+bool PlatformShell::has_writers(NodeId node) noexcept {
+  PERMFS_PIN(n, node, false);
+  if (!n) return false;
+  MutexLock l(&table_mu_);
+  return n->writers > 0;
 }
 
 Status PlatformShell::opendir(NodeId node) noexcept {
@@ -902,7 +911,7 @@ Status PlatformShell::opendir(NodeId node) noexcept {
 
 Status PlatformShell::releasedir(NodeId) noexcept { return Status(); }
 
-Status PlatformShell::release(NodeId node) noexcept {
+Status PlatformShell::release(NodeId node, bool writable) noexcept {
   PERMFS_PIN(n, node, false);
   if (!n) return Status();
   Status st;
@@ -916,6 +925,7 @@ Status PlatformShell::release(NodeId node) noexcept {
   {
     MutexLock l(&table_mu_);
     if (n->opens > 0) n->opens--;
+    if (writable && n->writers > 0) n->writers--;
     last = n->opens == 0;
     reclaim = n->orphan && last && n->lookups == 0;
   }
@@ -960,16 +970,18 @@ Status PlatformShell::ApplyInheritedAcl(NodeId node, const InheritedAcl& acl) no
 }
 
 // A new entry was handed to the adapter: +1 lookup reference (and +1 open for create).
-void PlatformShell::NoteNewReference(NodeId id, bool opened) noexcept {
+void PlatformShell::NoteNewReference(NodeId id, bool opened, bool writable) noexcept {
   PERMFS_PIN(n, id, true);
   MutexLock l(&table_mu_);
   n->lookups++;
   if (opened) n->opens++;
+  if (opened && writable) n->writers++;
 }
 
 Result<InodeRecord> PlatformShell::create(NodeId parent, const std::string& name,
                                           std::uint32_t mode, const Credentials& cred,
-                                          bool exclusive, std::uint32_t umask) noexcept {
+                                          bool exclusive, std::uint32_t umask,
+                                          bool writable) noexcept {
   InheritedAcl acl;
   PERMFS_ASSIGN_OR_RETURN(std::uint32_t m, NewEntryMode(parent, mode, umask, &acl));
   // Only a new inode inherits: O_CREAT without O_EXCL of an existing name returns it unchanged.
@@ -979,7 +991,7 @@ Result<InodeRecord> PlatformShell::create(NodeId parent, const std::string& name
   else if (made.ok())
     PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(made->ino, acl));
   if (!made.ok()) return made.status();
-  NoteNewReference(made->ino, true);
+  NoteNewReference(made->ino, true, writable);
   return *made;
 }
 
@@ -990,7 +1002,7 @@ Result<InodeRecord> PlatformShell::mknod(NodeId parent, const std::string& name,
   PERMFS_ASSIGN_OR_RETURN(std::uint32_t m, NewEntryMode(parent, mode, umask, &acl));
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Create(parent, name, m, rdev, cred, true));
   PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(a.ino, acl));
-  NoteNewReference(a.ino, false);
+  NoteNewReference(a.ino, false, false);
   return a;
 }
 
@@ -1002,7 +1014,7 @@ Result<InodeRecord> PlatformShell::mkdir(NodeId parent, const std::string& name,
                           NewEntryMode(parent, mode | fs::kTypeDir, umask, &acl));
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Mkdir(parent, name, m & 07777u, cred));
   PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(a.ino, acl));
-  NoteNewReference(a.ino, false);
+  NoteNewReference(a.ino, false, false);
   return a;
 }
 
@@ -1010,7 +1022,7 @@ Result<InodeRecord> PlatformShell::symlink(NodeId parent, const std::string& nam
                                            const std::string& target,
                                            const Credentials& cred) noexcept {
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Symlink(parent, name, target, cred));
-  NoteNewReference(a.ino, false);
+  NoteNewReference(a.ino, false, false);
   return a;
 }
 

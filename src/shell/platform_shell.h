@@ -35,8 +35,10 @@
 //   enumerate(dir, cookie, fn)   -> entries after cookie (paged: fn returns false to stop)
 //   invalidate(node)             -> forgets cached identity and tells the adapter (its callback
 //                                   runs on the calling thread with no shell lock held)
-//   flush(node) / release(node) / fsync(node, datasync)
-//   open(node) / opendir(node)   -> +1 open count (release/releasedir drop it)
+//   flush(node) / release(node, writable) / fsync(node, datasync)
+//   open(node, writable) / opendir(node) -> +1 open count (release/releasedir drop it)
+//   has_writers(node)            -> a writable handle is open (data written through it may still
+//                                   sit in the platform's own cache, e.g. a writeback cache)
 //   create/mkdir/mknod/symlink/link/unlink/rmdir/rename/setattr/readlink, xattr get/set/list/
 //   remove, statfs, fallocate, lseek (data/hole): as fs::Filesystem, with the hot tier folded in.
 // After a promotion the shell tells the sink the node's attributes changed (st_blocks), so an
@@ -135,11 +137,13 @@ class PlatformShell {
   Status enumerate(NodeId dir, std::uint64_t cookie, fs::DirFn fn, void* ctx) noexcept;
   void invalidate(NodeId node) noexcept;
   Status flush(NodeId node) noexcept;
-  Status release(NodeId node) noexcept;
+  // `writable` as given to the open (or create) whose handle this closes.
+  Status release(NodeId node, bool writable = false) noexcept;
   Status fsync(NodeId node, bool datasync) noexcept;
+  bool has_writers(NodeId node) noexcept;
 
   // ---- Namespace calls -----------------------------------------------------------------
-  Status open(NodeId node) noexcept;
+  Status open(NodeId node, bool writable = false) noexcept;
   Status opendir(NodeId node) noexcept;
   Status releasedir(NodeId node) noexcept;
   // Creates and opens (+1 lookup, +1 open). exclusive = O_EXCL semantics (check-then-act under
@@ -148,7 +152,7 @@ class PlatformShell {
   // (system.posix_acl_default), which the new entry then inherits (POSIX.1e, as ext4 does).
   Result<InodeRecord> create(NodeId parent, const std::string& name, std::uint32_t mode,
                              const fs::Credentials& cred, bool exclusive,
-                             std::uint32_t umask = 0) noexcept;
+                             std::uint32_t umask = 0, bool writable = false) noexcept;
   Result<InodeRecord> mknod(NodeId parent, const std::string& name, std::uint32_t mode,
                             std::uint64_t rdev, const fs::Credentials& cred,
                             std::uint32_t umask = 0) noexcept;
@@ -204,7 +208,7 @@ class PlatformShell {
 
   Node* GetNode(NodeId id, bool create) noexcept;
   void MaybeDropNode(NodeId id) noexcept;
-  void NoteNewReference(NodeId id, bool opened) noexcept;
+  void NoteNewReference(NodeId id, bool opened, bool writable) noexcept;
   Status LoadNodeAttrs(Node* n) noexcept;            // node lock held
   // Node lock held. If the mode changed and `attrs` is given, its mode and ctime are updated.
   Status KillPrivilegesLocked(Node* n, const KillPrivileges& kill, InodeRecord* attrs) noexcept;

@@ -339,17 +339,6 @@ std::uint64_t PlatformShell::BaseLen(Node* n, std::uint64_t r) noexcept {
   return end - rs0 < rs_ ? end - rs0 : rs_;
 }
 
-std::uint64_t PlatformShell::SizeAfterChange(Node* n, std::uint64_t committed) const noexcept {
-  std::uint64_t size = committed;
-  auto reach = [&](const std::uint64_t& k, Record& r) {
-    const std::uint64_t end = k * rs_ + r.len;
-    if (end > size) size = end;
-  };
-  n->dirty.ForEach(reach);
-  n->flight.ForEach(reach);
-  return size;
-}
-
 void PlatformShell::Overlay(const Record& rec, std::uint64_t r, std::uint64_t off,
                             std::uint64_t count, std::uint8_t* buf) const noexcept {
   const std::uint64_t rs0 = r * rs_;
@@ -1144,7 +1133,9 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
   n->mode = a.mode;
   n->gid = a.gid;
   n->committed_size = a.size;
-  a.size = SizeAfterChange(n, a.size);
+  // The promotion above let go of the node lock: writes that landed meanwhile took the in-memory
+  // size past the committed one, and count as written after this change.
+  if (n->attrs_loaded && n->size > a.size) a.size = n->size;
   n->size = a.size;
   n->mtime_ns = a.mtime_ns;
   n->attrs_loaded = true;
@@ -1196,10 +1187,13 @@ Status PlatformShell::fallocate(NodeId node, std::uint32_t mode, std::uint64_t o
   Status fst = fs_->Fallocate(node, mode, off, len);
   ++n->data_seq;
   PERMFS_RETURN_IF_ERROR(fst);
+  // Writes that landed while the promotion had let go of the lock are in the in-memory size
+  // only; fallocate never shrinks a file, so the larger of the two is the size.
+  const std::uint64_t in_memory = n->attrs_loaded ? n->size : 0;
   n->attrs_loaded = false;
   if (sink_) sink_->InvalidateAttrs(node);  // st_blocks
   PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
-  n->size = SizeAfterChange(n, n->committed_size);
+  if (in_memory > n->size) n->size = in_memory;
   return Status();
 }
 

@@ -225,10 +225,6 @@ class PlatformShell {
   void DropDirtyLocked(Node* n) noexcept;
   // Bytes of record r below the dirty layer (committed or in flight), clamped to the size.
   std::uint64_t BaseLen(Node* n, std::uint64_t r) noexcept;  // node lock held
-  // Node lock held. The file's size after a change committed through a promotion, which lets go
-  // of the node lock while it writes: records written meanwhile are dirty again and may reach
-  // past `committed`; they count as written after the change.
-  std::uint64_t SizeAfterChange(Node* n, std::uint64_t committed) const noexcept;
   // Turns the partial dirty record r into a complete one (reads the bytes below it).
   Status CompleteRecord(Node* n, std::uint64_t r) noexcept;  // node lock held
   void Overlay(const Record& rec, std::uint64_t r, std::uint64_t off, std::uint64_t count,

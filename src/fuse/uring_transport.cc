@@ -370,11 +370,7 @@ struct Worker {
   }
 };
 
-ssize_t HookRead(int fd, void* buf, size_t len, void*) {
-  const ssize_t r = ::read(fd, buf, len);
-  if (r > 0) wire::SawRequest(buf, static_cast<std::size_t>(r));
-  return r;
-}
+ssize_t HookRead(int fd, void* buf, size_t len, void*) { return wire::Read(fd, buf, len); }
 
 ssize_t HookWritev(int fd, struct iovec* iov, int count, void*) {
   UringTransport::Impl* t = g_active.load(std::memory_order_acquire);

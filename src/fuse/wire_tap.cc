@@ -27,15 +27,17 @@ bool ReadArg(const unsigned char* p, std::size_t len, T* out) {
   return true;
 }
 
-ssize_t ClassicRead(int fd, void* buf, size_t len, void*) {
-  const ssize_t r = ::read(fd, buf, len);
-  if (r > 0) SawRequest(buf, static_cast<std::size_t>(r));
-  return r;
-}
+ssize_t ClassicRead(int fd, void* buf, size_t len, void*) { return Read(fd, buf, len); }
 
 ssize_t ClassicWritev(int fd, struct iovec* iov, int count, void*) { return Writev(fd, iov, count); }
 
 }  // namespace
+
+ssize_t Read(int fd, void* buf, std::size_t len) {
+  const ssize_t r = ::read(fd, buf, len);
+  if (r > 0) SawRequest(buf, static_cast<std::size_t>(r));
+  return r;
+}
 
 ssize_t Writev(int fd, const struct iovec* iov, int count) {
   fuse_out_header oh;

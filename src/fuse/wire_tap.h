@@ -57,6 +57,8 @@ class InitReplyHook {
 };
 void SetInitReplyHook(InitReplyHook* hook);
 
+// read(2) of a request from /dev/fuse, seen by SawRequest.
+ssize_t Read(int fd, void* buf, std::size_t len);
 // writev(2) of a reply, with the INIT reply patched.
 ssize_t Writev(int fd, const struct iovec* iov, int count);
 

@@ -49,7 +49,7 @@ struct MountState;
 // later ones at the end of that second, merged. WriteBackThen() invalidates a file's page cache,
 // which makes the kernel write its dirty pages back first (as WRITEs the session's threads
 // serve) and returns once they are answered, then runs a continuation; once stopping, only the
-// continuation runs (the connection may be gone and nobody would serve those WRITEs).
+// continuation runs (the session loop has ended: nobody would serve those WRITEs).
 class Invalidator final : public shell::InvalidationSink {
  public:
   void Start(fuse_session* se) {
@@ -1062,10 +1062,10 @@ int MountMain(int argc, char** argv) {
   sh.StopFlusher();
   if (flusher.joinable()) flusher.join();
   sh.set_invalidation_sink(nullptr);
-  fuse_session_unmount(se);
-  // After the connection is gone: a write-back still queued cannot hang on it (the answers it
-  // gives go nowhere, but the requests they belong to are freed before the session is).
+  // Before the unmount closes /dev/fuse (its thread writes there). Write-backs still queued are
+  // answered without one: nobody serves their WRITEs any more.
   inval.Stop();
+  fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
   ring.reset();

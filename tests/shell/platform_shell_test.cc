@@ -292,6 +292,24 @@ TEST_F(ShellTest, AttributeChangesKeepSizeOfConcurrentAppends) {
   ExpectFileSurvivesRemount(ino, model, "after appends with concurrent attribute changes");
 }
 
+// has_writers: the writable handles among the opens (an adapter with a writeback cache asks
+// before answering SEEK_DATA/SEEK_HOLE from the shell's view alone).
+TEST_F(ShellTest, WritableOpensAreCounted) {
+  StartShell();
+  auto made = shell_->create(1, "w", fs::kTypeRegular | 0644, cred_, true, 022, true);
+  ASSERT_TRUE(made.ok());
+  const std::uint64_t ino = made->ino;
+  EXPECT_TRUE(shell_->has_writers(ino));
+  ASSERT_TRUE(shell_->open(ino, false).ok());
+  ASSERT_TRUE(shell_->release(ino, true).ok());  // the created handle
+  EXPECT_FALSE(shell_->has_writers(ino));        // a reader alone
+  ASSERT_TRUE(shell_->open(ino, true).ok());
+  EXPECT_TRUE(shell_->has_writers(ino));
+  ASSERT_TRUE(shell_->release(ino, true).ok());
+  ASSERT_TRUE(shell_->release(ino, false).ok());
+  EXPECT_FALSE(shell_->has_writers(ino));
+}
+
 // At unmount the kernel's references go away without their FORGETs being read: ForgetAll
 // reclaims a file unlinked while open then, instead of leaving an orphan for the next mount.
 TEST_F(ShellTest, ForgetAllReclaimsUnlinkedFiles) {

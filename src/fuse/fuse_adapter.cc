@@ -222,6 +222,12 @@ std::int64_t TsToNs(const timespec& ts) {
   return ns;
 }
 
+std::int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return TsToNs(ts);
+}
+
 void FillEntry(MountState* m, const fs::InodeRecord& in, fuse_entry_param* e) {
   memset(e, 0, sizeof *e);
   e->ino = in.ino;
@@ -301,6 +307,8 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_DONT_MASK);
   want(FUSE_CAP_CACHE_SYMLINKS);
   want(FUSE_CAP_ASYNC_DIO);
+  // O_TRUNC comes with the OPEN (TruncateAtOpen) instead of as a SETATTR after it.
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
   if (m->writeback && !m->read_only) want(FUSE_CAP_WRITEBACK_CACHE);
   // Locks: the kernel's local lock manager implements fcntl/OFD/flock semantics.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
@@ -347,11 +355,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
               wire::KillSuidgid() && !(to_set & FUSE_SET_ATTR_MODE),
               owner_change && fuse_req_ctx(req)->uid == 0);
   fs::SetAttrRequest r;
-  const std::int64_t now = TsToNs([] {
-    timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ts;
-  }());
+  const std::int64_t now = NowNs();
   if (to_set & FUSE_SET_ATTR_MODE) r.mask |= fs::kSetMode, r.mode = attr->st_mode;
   if (to_set & FUSE_SET_ATTR_UID) r.mask |= fs::kSetUid, r.uid = attr->st_uid;
   if (to_set & FUSE_SET_ATTR_GID) r.mask |= fs::kSetGid, r.gid = attr->st_gid;
@@ -424,21 +428,30 @@ constexpr std::uint64_t kWritableHandle = 1;
 
 bool Writable(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_RDONLY; }
 
+// O_TRUNC of an open (FUSE_CAP_ATOMIC_O_TRUNC: the kernel sends it with the OPEN and no SETATTR
+// follows; it sets its own size to 0 when the open succeeds). As do_truncate: size 0, new mtime
+// and ctime, security.capability removed, the set-ID bits when the kernel's bit says the caller
+// lacks CAP_FSETID.
+Status TruncateAtOpen(fuse_req_t req, fuse_ino_t ino) {
+  fs::SetAttrRequest r;
+  r.mask = fs::kSetSize | fs::kSetMtime | fs::kSetCtime;
+  r.size = 0;
+  r.mtime_ns = r.ctime_ns = NowNs();
+  return State(req)->shell->setattr(ino, r, KillFor(req, true, wire::KillSuidgid(), false)).status();
+}
+
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  if (State(req)->read_only && (fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
+  const bool truncate = (fi->flags & O_TRUNC) != 0;
+  if (State(req)->read_only && ((fi->flags & O_ACCMODE) != O_RDONLY || truncate))
+    return (void)fuse_reply_err(req, EROFS);
   const bool writable = Writable(fi);
   Status st = State(req)->shell->open(ino, writable);
   if (!st.ok()) return ReplyErr(req, st);
   fi->fh = writable ? kWritableHandle : 0;
-  if (fi->flags & O_TRUNC) {
-    // The kernel's bit asks for the set-ID bits (caller without CAP_FSETID) here and not in the
-    // SETATTR that truncates next, which takes the capability away itself.
-    if (const shell::KillPrivileges kill = KillFor(req, false, wire::KillSuidgid(), false); kill.any()) {
-      Status k = State(req)->shell->kill_privileges(ino, kill);
-      if (!k.ok()) {
-        State(req)->shell->release(ino, writable).IgnoreError();
-        return ReplyErr(req, k);
-      }
+  if (truncate) {
+    if (Status t = TruncateAtOpen(req, ino); !t.ok()) {
+      State(req)->shell->release(ino, writable).IgnoreError();
+      return ReplyErr(req, t);
     }
   }
   // O_DIRECT goes through the kernel's direct_IO path (no FOPEN_DIRECT_IO): it writes back and
@@ -454,9 +467,20 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (ReadOnlyReply(req)) return;
   auto* m = State(req);
   const bool writable = Writable(fi);
+  bool existed = false;
   auto r = m->shell->create(parent, name, mode, Creds(req), (fi->flags & O_EXCL) != 0, Umask(req),
-                            writable);
+                            writable, &existed);
   if (!r.ok()) return ReplyErr(req, r.status());
+  // The name appeared between the kernel's LOOKUP and this CREATE: an open of an existing file.
+  if (existed && (fi->flags & O_TRUNC)) {
+    if (Status t = TruncateAtOpen(req, r->ino); !t.ok()) {
+      m->shell->release(r->ino, writable).IgnoreError();
+      m->shell->forget(r->ino, 1);
+      return ReplyErr(req, t);
+    }
+    auto a = m->shell->attrs(r->ino);
+    if (a.ok()) *r = *a;
+  }
   fuse_entry_param e;
   FillEntry(m, *r, &e);
   fi->fh = writable ? kWritableHandle : 0;

@@ -970,14 +970,16 @@ void PlatformShell::NoteNewReference(NodeId id, bool opened, bool writable) noex
 Result<InodeRecord> PlatformShell::create(NodeId parent, const std::string& name,
                                           std::uint32_t mode, const Credentials& cred,
                                           bool exclusive, std::uint32_t umask,
-                                          bool writable) noexcept {
+                                          bool writable, bool* existed) noexcept {
+  if (existed) *existed = false;
   InheritedAcl acl;
   PERMFS_ASSIGN_OR_RETURN(std::uint32_t m, NewEntryMode(parent, mode, umask, &acl));
   // Only a new inode inherits: O_CREAT without O_EXCL of an existing name returns it unchanged.
   auto made = fs_->Create(parent, name, m, 0, cred, true);
-  if (!made.ok() && made.status().code() == Code::kExists && !exclusive)
+  if (!made.ok() && made.status().code() == Code::kExists && !exclusive) {
     made = fs_->Create(parent, name, m, 0, cred, false);
-  else if (made.ok())
+    if (existed) *existed = made.ok();
+  } else if (made.ok())
     PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(made->ino, acl));
   if (!made.ok()) return made.status();
   NoteNewReference(made->ino, true, writable);

@@ -147,12 +147,14 @@ class PlatformShell {
   Status opendir(NodeId node) noexcept;
   Status releasedir(NodeId node) noexcept;
   // Creates and opens (+1 lookup, +1 open). exclusive = O_EXCL semantics (check-then-act under
-  // one transaction).
+  // one transaction). Without it an existing name is opened unchanged and `*existed` (if given)
+  // says so: the platform then applies O_TRUNC itself.
   // create/mknod/mkdir: `umask` is applied unless the parent has a default ACL
   // (system.posix_acl_default), which the new entry then inherits (POSIX.1e, as ext4 does).
   Result<InodeRecord> create(NodeId parent, const std::string& name, std::uint32_t mode,
                              const fs::Credentials& cred, bool exclusive,
-                             std::uint32_t umask = 0, bool writable = false) noexcept;
+                             std::uint32_t umask = 0, bool writable = false,
+                             bool* existed = nullptr) noexcept;
   Result<InodeRecord> mknod(NodeId parent, const std::string& name, std::uint32_t mode,
                             std::uint64_t rdev, const fs::Credentials& cred,
                             std::uint32_t umask = 0) noexcept;

@@ -155,6 +155,19 @@ TEST_F(Posix, OpenTruncate) {
   ASSERT_GE(fd, 0);
   close(fd);
   EXPECT_EQ(Stat("g").st_size, 0);
+  // The old contents are gone from the volume, not only from the kernel's cache: extending the
+  // file again must read zeros where they were, and a remount must see the new size.
+  WriteFile("h", Pattern(200000, 2));
+  fd = open(P("h").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, "z", 1, 1 << 20), 1);
+  close(fd);
+  const std::string want_h = std::string(1 << 20, '\0') + "z";
+  EXPECT_TRUE(ReadFile("h") == want_h) << "old contents came back after O_TRUNC";
+  DoRemount();
+  EXPECT_EQ(ReadFile("f"), "xy");
+  EXPECT_EQ(Stat("g").st_size, 0);
+  EXPECT_TRUE(ReadFile("h") == want_h) << "old contents came back after O_TRUNC and a remount";
 }
 
 TEST_F(Posix, AppendFromTwoProcesses) {

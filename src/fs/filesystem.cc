@@ -403,10 +403,12 @@ Status Filesystem::Unlink(std::uint64_t parent, const std::string& name,
   });
 }
 
-Status Filesystem::Rmdir(std::uint64_t parent, const std::string& name) noexcept {
+Status Filesystem::Rmdir(std::uint64_t parent, const std::string& name,
+                         UnlinkOutcome* outcome) noexcept {
   if (name.size() > kMaxNameLen) return Status(Code::kNameTooLong, "name longer than 255 bytes");
   if (name == ".") return Status::InvalidArgument("cannot remove .");
   if (name == "..") return Status(Code::kNotEmpty, "cannot remove ..");
+  if (outcome) *outcome = UnlinkOutcome{};
   UnlinkOutcome out;
   Status st = RunFreeingTxn([&](WriteTxn& t) -> Status {
     PERMFS_ASSIGN_OR_RETURN(InodeRecord dir, LoadInode(t, parent));
@@ -423,7 +425,11 @@ Status Filesystem::Rmdir(std::uint64_t parent, const std::string& name) noexcept
     return StoreInode(t, dir);
   });
   if (!st.ok()) return st;
-  // Nothing can hold a directory's data open; reclaim at once (xattrs and the inode record).
+  // The caller that tracks references reclaims once the removed directory is no longer open.
+  if (outcome) {
+    *outcome = out;
+    return Status();
+  }
   return out.orphan ? Reclaim(out.orphan) : Status();
 }
 
@@ -500,8 +506,8 @@ Status Filesystem::Rename(std::uint64_t old_parent, const std::string& old_name,
         PERMFS_RETURN_IF_ERROR(RemoveEntry(t, new_parent, new_name));
         UnlinkOutcome o;
         PERMFS_RETURN_IF_ERROR(DropLink(t, dst, &o));
-        if (IsDir(dst.mode)) replaced_dir = o.orphan;
-        else if (out) *out = o;
+        if (out) *out = o;
+        else if (IsDir(dst.mode)) replaced_dir = o.orphan;
       }
       // A directory moving to a new parent adds a link to it (unless it replaces a directory).
       if (IsDir(src.mode) && old_parent != new_parent && !target_exists && np.nlink >= kMaxLinks)

@@ -131,7 +131,10 @@ class Filesystem {
   Result<InodeRecord> Link(std::uint64_t ino, std::uint64_t new_parent,
                            const std::string& new_name) noexcept;
   Status Unlink(std::uint64_t parent, const std::string& name, UnlinkOutcome* out) noexcept;
-  Status Rmdir(std::uint64_t parent, const std::string& name) noexcept;
+  // Without `out` the removed directory is reclaimed at once; with it, as Unlink: the caller
+  // reclaims it once nothing holds it open (fstat of an open, removed directory still works).
+  Status Rmdir(std::uint64_t parent, const std::string& name,
+               UnlinkOutcome* out = nullptr) noexcept;
   Status Rename(std::uint64_t old_parent, const std::string& old_name, std::uint64_t new_parent,
                 const std::string& new_name, std::uint32_t flags, UnlinkOutcome* out) noexcept;
   Result<InodeRecord> SetAttr(std::uint64_t ino, const SetAttrRequest& req) noexcept;

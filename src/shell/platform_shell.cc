@@ -895,10 +895,25 @@ bool PlatformShell::has_writers(NodeId node) noexcept {
 Status PlatformShell::opendir(NodeId node) noexcept {
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(node));
   if (!fs::IsDir(a.mode)) return Status(Code::kNotDirectory, "not a directory");
+  PERMFS_PIN(n, node, true);
+  MutexLock l(&table_mu_);
+  n->opens++;
   return Status();
 }
 
-Status PlatformShell::releasedir(NodeId) noexcept { return Status(); }
+// An open directory holds its inode like an open file: removed while open, it is reclaimed at
+// the last close.
+Status PlatformShell::releasedir(NodeId node) noexcept {
+  PERMFS_PIN(n, node, false);
+  if (!n) return Status();
+  bool reclaim = false;
+  {
+    MutexLock l(&table_mu_);
+    if (n->opens > 0) n->opens--;
+    reclaim = n->orphan && n->opens == 0 && n->lookups == 0;
+  }
+  return reclaim ? ReclaimIfUnused(node) : Status();
+}
 
 Status PlatformShell::release(NodeId node, bool writable) noexcept {
   PERMFS_PIN(n, node, false);
@@ -1068,7 +1083,10 @@ Status PlatformShell::unlink(NodeId parent, const std::string& name) noexcept {
 }
 
 Status PlatformShell::rmdir(NodeId parent, const std::string& name) noexcept {
-  return fs_->Rmdir(parent, name);
+  fs::UnlinkOutcome o;
+  PERMFS_RETURN_IF_ERROR(fs_->Rmdir(parent, name, &o));
+  if (o.orphan) NoteOrphan(o.orphan);
+  return Status();
 }
 
 Status PlatformShell::rename(NodeId old_parent, const std::string& old_name, NodeId new_parent,

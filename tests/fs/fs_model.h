@@ -235,8 +235,10 @@ class Model {
       const std::uint64_t dst = jt->second;
       ne.erase(jt);
       if (IsDirIno(dst)) {
+        // The replaced directory is an orphan like a file's last link: reclaimed once closed.
         nodes[nd].nlink--;
-        nodes.erase(dst);
+        nodes[dst].nlink = 0;
+        orphan = dst;
       } else if (DropFileLink(dst)) {
         orphan = dst;
       }

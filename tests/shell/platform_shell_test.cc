@@ -324,6 +324,36 @@ TEST_F(ShellTest, ForgetAllReclaimsUnlinkedFiles) {
   EXPECT_EQ(fs_->GetAttr(made->ino).status().code(), Code::kNotFound);
 }
 
+// A removed directory stays readable through the references the platform still holds (an
+// open descriptor, the kernel's lookup) and is reclaimed when the last of them goes; one
+// replaced by rename the same way.
+TEST_F(ShellTest, RemovedDirectoryLivesWhileReferenced) {
+  StartShell();
+  auto d = shell_->mkdir(1, "d", 0755, cred_, 022);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  ASSERT_TRUE(shell_->opendir(d->ino).ok());
+  ASSERT_TRUE(shell_->rmdir(1, "d").ok());
+  auto a = shell_->attrs(d->ino);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_EQ(a->nlink, 0u);
+  // Nothing can be made inside it.
+  EXPECT_EQ(shell_->mkdir(d->ino, "x", 0755, cred_, 022).status().code(), Code::kNotFound);
+  shell_->forget(d->ino, 1);                // the lookup from mkdir goes first
+  EXPECT_TRUE(shell_->attrs(d->ino).ok());  // the open handle still holds it
+  ASSERT_TRUE(shell_->releasedir(d->ino).ok());
+  EXPECT_EQ(fs_->GetAttr(d->ino).status().code(), Code::kNotFound);
+
+  auto e = shell_->mkdir(1, "e", 0755, cred_, 022);
+  auto f = shell_->mkdir(1, "f", 0755, cred_, 022);
+  ASSERT_TRUE(e.ok() && f.ok());
+  ASSERT_TRUE(shell_->rename(1, "e", 1, "f", 0).ok());
+  EXPECT_EQ(shell_->attrs(f->ino)->nlink, 0u);
+  EXPECT_EQ(shell_->attrs(1)->nlink, 3u);  // ".", its own entry, and e's ".." (now named f)
+  shell_->ForgetAll();
+  EXPECT_EQ(fs_->GetAttr(f->ino).status().code(), Code::kNotFound);
+  EXPECT_TRUE(fs_->GetAttr(e->ino).ok());
+}
+
 TEST_F(ShellTest, SequentialWriterIsPromotedByTheFlusher) {
   const std::uint64_t ino = NewFile("s");
   ShellOptions o;

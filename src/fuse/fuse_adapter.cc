@@ -349,10 +349,16 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   // FUSE_HANDLE_KILLPRIV_V2: a size or owner change loses security.capability; the kernel asks
   // for set-user/group-ID clearing (chown of a non-directory, truncate without CAP_FSETID)
   // unless the request sets the mode itself.
-  const bool owner_change = (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
+  // chown(f, -1, -1) arrives as a change of ctime alone: the kernel drops the mode change it
+  // would have made and sets the kill bit only when an owner is given. Linux still clears the
+  // set-ID bits and capabilities for it, as for any chown. Nothing else sends ctime alone (the
+  // kernel's own time write-backs carry mtime; utimensat with both times omitted sends nothing).
+  const bool chown_same_owner = to_set == FUSE_SET_ATTR_CTIME;
+  const bool owner_change =
+      chown_same_owner || (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
   const shell::KillPrivileges kill =
       KillFor(req, owner_change || (to_set & FUSE_SET_ATTR_SIZE),
-              wire::KillSuidgid() && !(to_set & FUSE_SET_ATTR_MODE),
+              (wire::KillSuidgid() || chown_same_owner) && !(to_set & FUSE_SET_ATTR_MODE),
               owner_change && fuse_req_ctx(req)->uid == 0);
   fs::SetAttrRequest r;
   const std::int64_t now = NowNs();

@@ -1225,6 +1225,29 @@ TEST_F(Posix, PrivilegeClearingMatchesLinux) {
 // st_blocks follows the data once it is on the volume: at the first promotion of a file and,
 // for a file rewritten again and again (the daemon then merges the notices for up to a second),
 // shortly after. Polled: the notice travels asynchronously.
+// chown(f, -1, -1) changes no owner, yet Linux clears S_ISUID, and S_ISGID with group execute,
+// of a non-directory, as for any chown (pjdfstest chown/00.t checks this).
+TEST_F(Posix, ChownWithoutOwnersClearsSetIdBits) {
+  WriteFile("x", "x", 0755);
+  ASSERT_EQ(chmod(P("x").c_str(), 06755), 0);
+  ASSERT_EQ(chown(P("x").c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)), 0);
+  EXPECT_EQ(Stat("x").st_mode & 07777, 0755u);
+  ASSERT_EQ(chmod(P("x").c_str(), 02745), 0);  // set-group-ID without group execute stays
+  ASSERT_EQ(chown(P("x").c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)), 0);
+  EXPECT_EQ(Stat("x").st_mode & 07777, 02745u);
+  ASSERT_EQ(mkdir(P("d").c_str(), 0755), 0);
+  ASSERT_EQ(chmod(P("d").c_str(), 02775), 0);  // directories keep theirs
+  ASSERT_EQ(chown(P("d").c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)), 0);
+  EXPECT_EQ(Stat("d").st_mode & 07777, 02775u);
+  // A time change alone is not a chown.
+  ASSERT_EQ(chmod(P("x").c_str(), 06755), 0);
+  const struct timespec omit[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+  ASSERT_EQ(utimensat(AT_FDCWD, P("x").c_str(), omit, 0), 0);
+  const struct timespec some[2] = {{1000, 0}, {2000, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, P("x").c_str(), some, 0), 0);
+  EXPECT_EQ(Stat("x").st_mode & 07777, 06755u);
+}
+
 TEST_F(Posix, BlocksFollowFsyncedData) {
   auto blocks_reach = [&](const std::string& rel, blkcnt_t want) {
     for (int i = 0; i < 100; ++i) {

@@ -646,7 +646,15 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   std::uint32_t f = 0;
   if (flags & XATTR_CREATE) f |= fs::kXattrCreate;
   if (flags & XATTR_REPLACE) f |= fs::kXattrReplace;
-  ReplyErr(req, State(req)->shell->setxattr(ino, name, std::string(value, size), f));
+  // An access ACL set by a caller outside the file's group and without CAP_FSETID loses
+  // S_ISGID (posix_acl_update_mode; the kernel's FUSE_SETXATTR_ACL_KILL_SGID does not reach
+  // libfuse 3.14's setxattr).
+  shell::KillPrivileges kill;
+  if (fuse_req_ctx(req)->uid != 0) {
+    kill.keeps_sgid = CallerInGroup;
+    kill.ctx = req;
+  }
+  ReplyErr(req, State(req)->shell->setxattr(ino, name, std::string(value, size), f, kill));
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {

@@ -1167,7 +1167,7 @@ Result<std::string> PlatformShell::getxattr(NodeId node, const std::string& name
   return fs_->GetXattr(node, name);
 }
 Status PlatformShell::setxattr(NodeId node, const std::string& name, const std::string& value,
-                               std::uint32_t flags) noexcept {
+                               std::uint32_t flags, const KillPrivileges& kill) noexcept {
   if (name == kAclAccess) {
     const long n = AclEntries(value);
     if (n < 0) return Status::InvalidArgument("malformed POSIX ACL");
@@ -1175,6 +1175,8 @@ Status PlatformShell::setxattr(NodeId node, const std::string& name, const std::
     fs::SetAttrRequest r;
     r.mask = fs::kSetMode;
     r.mode = (a.mode & 07000u) | AclModeBits(value, static_cast<std::size_t>(n));
+    if ((r.mode & fs::kModeSetgid) && kill.keeps_sgid && !kill.keeps_sgid(kill.ctx, a.gid))
+      r.mode &= ~fs::kModeSetgid;
     if (AclIsMinimal(value, static_cast<std::size_t>(n))) {
       Status st = fs_->RemoveXattr(node, name);
       if (!st.ok() && st.code() != Code::kNoData) return st;

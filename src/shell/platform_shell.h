@@ -173,10 +173,11 @@ class PlatformShell {
   Result<InodeRecord> setattr(NodeId node, const fs::SetAttrRequest& req,
                               const KillPrivileges& kill = {}) noexcept;
   // Setting system.posix_acl_access also sets the mode's permission bits from it (and a
-  // minimal ACL is stored as the mode alone).
+  // minimal ACL is stored as the mode alone); as Linux's posix_acl_update_mode, S_ISGID goes
+  // unless `kill.keeps_sgid` says the caller may keep it (no callback: it stays).
   Result<std::string> getxattr(NodeId node, const std::string& name) noexcept;
   Status setxattr(NodeId node, const std::string& name, const std::string& value,
-                  std::uint32_t flags) noexcept;
+                  std::uint32_t flags, const KillPrivileges& kill = {}) noexcept;
   Result<std::vector<std::string>> listxattr(NodeId node) noexcept;
   Status removexattr(NodeId node, const std::string& name) noexcept;
   // Clears what `kill` says (see KillPrivileges). The common case (no set-ID bit, no

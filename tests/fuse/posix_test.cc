@@ -773,6 +773,19 @@ TEST_F(Posix, AclsEnforcedByKernel) {
   WriteFile("d/child", "c");
   ASSERT_EQ(Sh("getfacl -pn " + P("d/child"), &out), 0) << out;
   EXPECT_NE(out.find("user:1000:rwx"), std::string::npos) << out;
+  // An owner outside the file's group who sets an access ACL loses S_ISGID (Linux's
+  // posix_acl_update_mode); root keeps it.
+  WriteFile("g", "g");
+  ASSERT_EQ(chown(P("g").c_str(), 1000, 1001), 0);
+  ASSERT_EQ(chmod(P("g").c_str(), 02775), 0);
+  const std::string g = P("g");
+  EXPECT_EQ(AsUser(1000, 1000, [&] {
+    return Sh("setfacl -m u:65534:r " + g, nullptr) == 0 ? 0 : 1;
+  }), 0);
+  EXPECT_EQ(Stat("g").st_mode & 07777, 0775u);
+  ASSERT_EQ(chmod(P("g").c_str(), 02775), 0);
+  ASSERT_EQ(Sh("setfacl -m u:65534:rw " + g, &out), 0) << out;
+  EXPECT_EQ(Stat("g").st_mode & 07777, 02775u);
 }
 
 TEST_F(Posix, Statfs) {

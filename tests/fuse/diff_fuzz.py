@@ -26,6 +26,7 @@ import os
 import random
 import stat
 import sys
+import time
 
 NAMES = ["a", "b", "c", "d"]
 USERS = [(0, 0, [0]), (1000, 1000, [1000, 2000]), (1001, 1001, [1001, 2000])]
@@ -192,15 +193,48 @@ class Worker:
             return None
         raise ValueError(op)
 
-    def run(self, op, a):
+    def times(self, i, a):
+        """(ino, mtime, ctime) of what the operation names: its paths, their parents, its slot."""
+        out = []
+        paths = [a[k] for k in ("path", "src", "dst") if k in a]
+        for p in paths + [os.path.dirname(p) for p in paths]:
+            try:
+                st = os.lstat(self.path(self.roots[i], p))
+                out.append((st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
+            except OSError:
+                out.append(None)
+        slot = self.slots.get(a.get("slot"))
+        if slot is not None and slot[i] is not None:
+            try:
+                st = os.fstat(slot[i])
+                out.append((st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
+            except OSError:
+                out.append(None)
+        return out
+
+    def run(self, op, a, timed=False):
         out = []
         for i in range(len(self.roots)):
+            if timed:
+                # Timestamps come from a coarse clock: let it move past the last change first.
+                time.sleep(0.012)
+                before = self.times(i, a)
             try:
-                out.append(("ok", self.one(i, op, a)))
+                res = ("ok", self.one(i, op, a))
             except OSError as e:
-                out.append(err_of(e))
+                res = err_of(e)
             except Exception as e:  # a fuzzer bug, not a filesystem difference
-                out.append(("exception", repr(e)))
+                res = ("exception", repr(e))
+            if timed:
+                # Which of mtime and ctime the operation changed, for what is still the same inode.
+                changed = []
+                for b, c in zip(before, self.times(i, a)):
+                    if b is None or c is None or b[0] != c[0]:
+                        changed.append(None)
+                    else:
+                        changed.append(("m" if b[1] != c[1] else "") + ("c" if b[2] != c[2] else ""))
+                res = res + (("times", changed),)
+            out.append(res)
         return out
 
     def open_files(self):
@@ -234,10 +268,10 @@ def worker_main(conn, roots, cred, umask):
             w.run("closeall", {})
             conn.send("bye")
             return
-        if msg == "open_files":
-            conn.send(w.open_files())
-        else:
-            conn.send(w.run(*msg))
+        try:
+            conn.send(w.open_files() if msg == "open_files" else w.run(*msg))
+        except Exception as e:  # a fuzzer bug: report it rather than hang up
+            conn.send([("exception", repr(e))] * 2)
 
 
 def rand_path(r):
@@ -424,8 +458,9 @@ def main():
     for n in range(ops):
         who = r.randrange(len(USERS))
         op = rand_op(r)
+        timed = r.random() < 0.05
         conn = workers[who][0]
-        conn.send(op)
+        conn.send(op + (timed,))
         ra, rb = conn.recv()
         c = counts.setdefault(op[0], [0, 0])
         c[0 if ra[0] == "ok" else 1] += 1

@@ -299,7 +299,7 @@ def rand_op(r):
         weights=[12, 5, 12, 8, 3, 3, 1, 2, 8, 1, 4, 6, 8, 4, 3, 2, 3, 5, 4, 3, 4, 3, 3, 3, 3,
                  2, 2, 2, 3, 3, 3])[0]
     mode = r.choice([0o644, 0o600, 0o755, 0o777, 0o640, 0o2755, 0o4755, 0o1777, 0o2775, 0o000,
-                     0o6777, 0o444])
+                     0o6777, 0o444, 0o2745, 0o2666])
     if kind == "open":
         acc = r.choice([os.O_RDONLY, os.O_WRONLY, os.O_RDWR, os.O_RDWR])
         flags = acc | os.O_NONBLOCK  # FIFOs must not block the fuzzer

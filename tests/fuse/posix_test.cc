@@ -1252,6 +1252,17 @@ TEST_F(Posix, ChownWithoutOwnersClearsSetIdBits) {
   ASSERT_EQ(chmod(P("d").c_str(), 02775), 0);  // directories keep theirs
   ASSERT_EQ(chown(P("d").c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)), 0);
   EXPECT_EQ(Stat("d").st_mode & 07777, 02775u);
+  // Clearing them is a mode change: someone else's file with a bit to clear is EPERM.
+  ASSERT_EQ(chmod(P("x").c_str(), 06777), 0);
+  const std::string x = P("x");
+  EXPECT_EQ(AsUser(1000, 1000, [&] {
+    return CHILD_ERRNO(chown(x.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)));
+  }), EPERM);
+  EXPECT_EQ(Stat("x").st_mode & 07777, 06777u);
+  ASSERT_EQ(chmod(P("x").c_str(), 0777), 0);
+  EXPECT_EQ(AsUser(1000, 1000, [&] {
+    return CHILD_ERRNO(chown(x.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)));
+  }), 0);
   // A time change alone is not a chown.
   ASSERT_EQ(chmod(P("x").c_str(), 06755), 0);
   const struct timespec omit[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};

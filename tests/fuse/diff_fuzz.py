@@ -126,12 +126,16 @@ class Worker:
                     return ("noslot",)
                 n = os.copy_file_range(src[i], fd, a["len"], a["src_off"], a["off"])
                 return (n, stat_key(os.fstat(fd)))
-        if op == "mkdir":
-            os.mkdir(P(a["path"]), a["mode"])
-            return stat_key(os.lstat(P(a["path"])))
-        if op == "mkfifo":
-            os.mkfifo(P(a["path"]), a["mode"])
-            return stat_key(os.lstat(P(a["path"])))
+        makers = {  # operations that make a name: what they run, and the name they make
+            "mkdir": (lambda: os.mkdir(P(a["path"]), a["mode"]), "path"),
+            "mkfifo": (lambda: os.mkfifo(P(a["path"]), a["mode"]), "path"),
+            "link": (lambda: os.link(P(a["src"]), P(a["dst"]), follow_symlinks=False), "dst"),
+            "symlink": (lambda: os.symlink(a["target"], P(a["dst"])), "dst"),
+        }
+        if op in makers:
+            make, made = makers[op]
+            make()
+            return stat_key(os.lstat(P(a[made])))
         if op == "rmdir":
             return os.rmdir(P(a["path"]))
         if op == "unlink":
@@ -143,12 +147,6 @@ class Worker:
                 e = ctypes.get_errno()
                 raise OSError(e, os.strerror(e))
             return None
-        if op == "link":
-            os.link(P(a["src"]), P(a["dst"]), follow_symlinks=False)
-            return stat_key(os.lstat(P(a["dst"])))
-        if op == "symlink":
-            os.symlink(a["target"], P(a["dst"]))
-            return stat_key(os.lstat(P(a["dst"])))
         if op == "readlink":
             return os.readlink(P(a["path"]))
         if op == "truncate":

@@ -353,23 +353,19 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   // would have made and sets the kill bit only when an owner is given. Linux still clears the
   // set-ID bits and capabilities for it, as for any chown. Nothing else sends ctime alone (the
   // kernel's own time write-backs carry mtime; utimensat with both times omitted sends nothing).
+  // Linux makes that clearing a mode change, which only the owner may make; the kernel dropped
+  // that check along with the mode, so the shell makes it (KillPrivileges::owner_only).
   const bool chown_same_owner = to_set == FUSE_SET_ATTR_CTIME;
-  if (chown_same_owner && fuse_req_ctx(req)->uid != 0) {
-    // Linux turns that clearing into a mode change, which only the owner may make: anyone else
-    // gets EPERM when there is a bit to clear (the kernel dropped that check with the mode).
-    auto a = State(req)->shell->attrs(ino);
-    if (!a.ok()) return ReplyErr(req, a.status());
-    const bool sgid_goes =
-        (a->mode & fs::kModeSetgid) && ((a->mode & 0010u) || !CallerInGroup(req, a->gid));
-    const bool bits = !fs::IsDir(a->mode) && ((a->mode & fs::kModeSetuid) || sgid_goes);
-    if (bits && a->uid != fuse_req_ctx(req)->uid) return (void)fuse_reply_err(req, EPERM);
-  }
   const bool owner_change =
       chown_same_owner || (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
-  const shell::KillPrivileges kill =
+  shell::KillPrivileges kill =
       KillFor(req, owner_change || (to_set & FUSE_SET_ATTR_SIZE),
               (wire::KillSuidgid() || chown_same_owner) && !(to_set & FUSE_SET_ATTR_MODE),
               owner_change && fuse_req_ctx(req)->uid == 0);
+  if (chown_same_owner && fuse_req_ctx(req)->uid != 0) {
+    kill.owner_only = true;
+    kill.caller_uid = fuse_req_ctx(req)->uid;
+  }
   fs::SetAttrRequest r;
   const std::int64_t now = NowNs();
   if (to_set & FUSE_SET_ATTR_MODE) r.mask |= fs::kSetMode, r.mode = attr->st_mode;

@@ -34,6 +34,7 @@ struct PlatformShell::Node {
   std::atomic<std::uint64_t> dirty_count{0};  // dirty + in-flight records
   bool attrs_loaded = false;
   std::uint32_t mode = 0;
+  std::uint32_t uid = 0;
   std::uint32_t gid = 0;
   std::uint64_t size = 0;          // logical size including unpromoted writes
   std::uint64_t committed_size = 0;  // size of the inode as committed
@@ -264,6 +265,7 @@ Status PlatformShell::LoadNodeAttrs(Node* n) noexcept {
   if (n->attrs_loaded) return Status();
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(n->id));
   n->mode = a.mode;
+  n->uid = a.uid;
   n->gid = a.gid;
   n->size = a.size;
   n->committed_size = a.size;
@@ -272,26 +274,29 @@ Status PlatformShell::LoadNodeAttrs(Node* n) noexcept {
   return Status();
 }
 
+std::uint32_t PlatformShell::SetIdBitsToClear(const Node* n, const KillPrivileges& kill) noexcept {
+  if (!kill.suidgid || fs::IsDir(n->mode)) return 0;
+  std::uint32_t clear = n->mode & fs::kModeSetuid;
+  if ((n->mode & fs::kModeSetgid) &&
+      ((n->mode & 0010u) || (kill.keeps_sgid && !kill.keeps_sgid(kill.ctx, n->gid))))
+    clear |= fs::kModeSetgid;
+  return clear;
+}
+
 Status PlatformShell::KillPrivilegesLocked(Node* n, const KillPrivileges& kill,
                                            InodeRecord* attrs) noexcept {
   PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
-  if (kill.suidgid && !fs::IsDir(n->mode)) {
-    std::uint32_t clear = n->mode & fs::kModeSetuid;
-    if ((n->mode & fs::kModeSetgid) &&
-        ((n->mode & 0010u) || (kill.keeps_sgid && !kill.keeps_sgid(kill.ctx, n->gid))))
-      clear |= fs::kModeSetgid;
-    if (clear) {
-      fs::SetAttrRequest r;
-      r.mask = fs::kSetMode;
-      r.mode = n->mode & 07777u & ~clear;
-      PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->SetAttr(n->id, r));
-      n->mode = a.mode;
-      if (attrs) {
-        attrs->mode = a.mode;
-        attrs->ctime_ns = a.ctime_ns;
-      }
-      if (sink_) sink_->InvalidateAttrs(n->id);
+  if (const std::uint32_t clear = SetIdBitsToClear(n, kill)) {
+    fs::SetAttrRequest r;
+    r.mask = fs::kSetMode;
+    r.mode = n->mode & 07777u & ~clear;
+    PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->SetAttr(n->id, r));
+    n->mode = a.mode;
+    if (attrs) {
+      attrs->mode = a.mode;
+      attrs->ctime_ns = a.ctime_ns;
     }
+    if (sink_) sink_->InvalidateAttrs(n->id);
   }
   if (kill.caps) {
     if (n->caps == Node::Caps::kUnknown) {
@@ -1108,6 +1113,11 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     n->deferred = Status();
     return st;
   }
+  if (kill.owner_only) {
+    PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
+    if (n->uid != kill.caller_uid && SetIdBitsToClear(n, kill))
+      return Status(Code::kPermission, "only the owner may clear the set-ID bits");
+  }
   if ((req.mask & fs::kSetSize) && n->attrs_loaded && req.size < n->size) {
     // Dirty data past the new end is dropped, not promoted: a truncate must work on a full
     // volume (and not write what it is about to free).
@@ -1151,6 +1161,7 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     }
   }
   n->mode = a.mode;
+  n->uid = a.uid;
   n->gid = a.gid;
   n->committed_size = a.size;
   // The promotion above let go of the node lock: writes that landed meanwhile took the in-memory

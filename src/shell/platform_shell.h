@@ -112,6 +112,11 @@ struct KillPrivileges {
   // `ctx`; null: the caller keeps it.
   bool (*keeps_sgid)(const void* ctx, std::uint32_t gid) = nullptr;
   const void* ctx = nullptr;
+  // The clearing is a mode change only the owner may make (Linux's chown(f, -1, -1)): with
+  // `owner_only`, setattr refuses (EPERM) a caller other than `caller_uid` when a set-ID bit
+  // would go, before changing anything.
+  bool owner_only = false;
+  std::uint32_t caller_uid = 0;
   bool any() const noexcept { return caps || suidgid; }
 };
 
@@ -215,6 +220,8 @@ class PlatformShell {
   Status LoadNodeAttrs(Node* n) noexcept;            // node lock held
   // Node lock held. If the mode changed and `attrs` is given, its mode and ctime are updated.
   Status KillPrivilegesLocked(Node* n, const KillPrivileges& kill, InodeRecord* attrs) noexcept;
+  // Node lock held, attributes loaded: the set-ID bits `kill` clears from the node's mode.
+  static std::uint32_t SetIdBitsToClear(const Node* n, const KillPrivileges& kill) noexcept;
   // An xattr of the node was set or removed: drops what the node remembers about
   // security.capability and takes the new mode (ACL) if attrs is given.
   void NoteXattrChange(NodeId id, const std::string& name, const InodeRecord* attrs) noexcept;

@@ -503,6 +503,30 @@ TEST_F(ShellTest, KillPrivilegesClearsBitsAndCapability) {
     EXPECT_EQ(a->uid, 1000u);
     EXPECT_EQ(a->mode & 07777u, 00745u);
   }
+  // Owner only (chown(f, -1, -1)): someone else's file with a bit to clear is refused before
+  // anything changes; the owner clears it; nothing to clear is no refusal.
+  {
+    const std::uint64_t ino = NewFile("owner");  // owned by cred_.uid
+    fs::SetAttrRequest r;
+    r.mask = fs::kSetMode;
+    r.mode = 06755;
+    ASSERT_TRUE(shell_->setattr(ino, r).ok());
+    KillPrivileges only = suidgid;
+    only.owner_only = true;
+    only.caller_uid = cred_.uid + 1;
+    fs::SetAttrRequest touch;
+    touch.mask = fs::kSetCtime;
+    touch.ctime_ns = 1;
+    EXPECT_EQ(shell_->setattr(ino, touch, only).status().code(), Code::kPermission);
+    EXPECT_EQ(fs_->GetAttr(ino)->mode & 07777u, 06755u);
+    EXPECT_NE(fs_->GetAttr(ino)->ctime_ns, 1);
+    only.caller_uid = cred_.uid;
+    auto a = shell_->setattr(ino, touch, only);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a->mode & 07777u, 00755u);
+    only.caller_uid = cred_.uid + 1;
+    EXPECT_TRUE(shell_->setattr(ino, touch, only).ok());
+  }
   // A write that clears caps removes the capability; set again after the node learned it was
   // absent, the next write removes it again.
   const std::uint64_t ino = NewFile("cap");

@@ -878,16 +878,27 @@ Status PlatformShell::fsync(NodeId node, bool) noexcept {
   return fs_->Sync();
 }
 
-Status PlatformShell::open(NodeId node, bool writable) noexcept {
+Status PlatformShell::AddOpen(NodeId node, bool writable, bool dir) noexcept {
   PERMFS_PIN(n, node, true);
   {
     MutexLock l(&n->mu);
     PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
+    if (dir && !fs::IsDir(n->mode)) return Status(Code::kNotDirectory, "not a directory");
   }
   MutexLock l(&table_mu_);
   n->opens++;
   if (writable) n->writers++;
   return Status();
+}
+
+bool PlatformShell::DropOpenLocked(Node* n, bool writable) noexcept {
+  if (n->opens > 0) n->opens--;
+  if (writable && n->writers > 0) n->writers--;
+  return n->opens == 0;
+}
+
+Status PlatformShell::open(NodeId node, bool writable) noexcept {
+  return AddOpen(node, writable, false);
 }
 
 bool PlatformShell::has_writers(NodeId node) noexcept {
@@ -897,14 +908,7 @@ bool PlatformShell::has_writers(NodeId node) noexcept {
   return n->writers > 0;
 }
 
-Status PlatformShell::opendir(NodeId node) noexcept {
-  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(node));
-  if (!fs::IsDir(a.mode)) return Status(Code::kNotDirectory, "not a directory");
-  PERMFS_PIN(n, node, true);
-  MutexLock l(&table_mu_);
-  n->opens++;
-  return Status();
-}
+Status PlatformShell::opendir(NodeId node) noexcept { return AddOpen(node, false, true); }
 
 // An open directory holds its inode like an open file: removed while open, it is reclaimed at
 // the last close.
@@ -914,8 +918,7 @@ Status PlatformShell::releasedir(NodeId node) noexcept {
   bool reclaim = false;
   {
     MutexLock l(&table_mu_);
-    if (n->opens > 0) n->opens--;
-    reclaim = n->orphan && n->opens == 0 && n->lookups == 0;
+    reclaim = DropOpenLocked(n, false) && n->orphan && n->lookups == 0;
   }
   return reclaim ? ReclaimIfUnused(node) : Status();
 }
@@ -933,9 +936,7 @@ Status PlatformShell::release(NodeId node, bool writable) noexcept {
   bool reclaim = false, last = false;
   {
     MutexLock l(&table_mu_);
-    if (n->opens > 0) n->opens--;
-    if (writable && n->writers > 0) n->writers--;
-    last = n->opens == 0;
+    last = DropOpenLocked(n, writable);
     reclaim = n->orphan && last && n->lookups == 0;
   }
   if (last && st.IsNoSpace()) {

@@ -217,6 +217,10 @@ class PlatformShell {
   Node* GetNode(NodeId id, bool create) noexcept;
   void MaybeDropNode(NodeId id) noexcept;
   void NoteNewReference(NodeId id, bool opened, bool writable) noexcept;
+  // +1 open (and writer) of a node; with `dir`, ENOTDIR for anything but a directory.
+  Status AddOpen(NodeId node, bool writable, bool dir) noexcept;
+  // -1 open (and writer); table_mu_ held. True when no open is left.
+  bool DropOpenLocked(Node* n, bool writable) noexcept PERMFS_REQUIRES(table_mu_);
   Status LoadNodeAttrs(Node* n) noexcept;            // node lock held
   // Node lock held. If the mode changed and `attrs` is given, its mode and ctime are updated.
   Status KillPrivilegesLocked(Node* n, const KillPrivileges& kill, InodeRecord* attrs) noexcept;

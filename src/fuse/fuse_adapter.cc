@@ -444,12 +444,12 @@ bool Writable(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_RD
 // follows; it sets its own size to 0 when the open succeeds). As do_truncate: size 0, new mtime
 // and ctime, security.capability removed, the set-ID bits when the kernel's bit says the caller
 // lacks CAP_FSETID.
-Status TruncateAtOpen(fuse_req_t req, fuse_ino_t ino) {
+Result<fs::InodeRecord> TruncateAtOpen(fuse_req_t req, fuse_ino_t ino) {
   fs::SetAttrRequest r;
   r.mask = fs::kSetSize | fs::kSetMtime | fs::kSetCtime;
   r.size = 0;
   r.mtime_ns = r.ctime_ns = NowNs();
-  return State(req)->shell->setattr(ino, r, KillFor(req, true, wire::KillSuidgid(), false)).status();
+  return State(req)->shell->setattr(ino, r, KillFor(req, true, wire::KillSuidgid(), false));
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -461,9 +461,9 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (!st.ok()) return ReplyErr(req, st);
   fi->fh = writable ? kWritableHandle : 0;
   if (truncate) {
-    if (Status t = TruncateAtOpen(req, ino); !t.ok()) {
+    if (auto t = TruncateAtOpen(req, ino); !t.ok()) {
       State(req)->shell->release(ino, writable).IgnoreError();
-      return ReplyErr(req, t);
+      return ReplyErr(req, t.status());
     }
   }
   // O_DIRECT goes through the kernel's direct_IO path (no FOPEN_DIRECT_IO): it writes back and
@@ -485,13 +485,13 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (!r.ok()) return ReplyErr(req, r.status());
   // The name appeared between the kernel's LOOKUP and this CREATE: an open of an existing file.
   if (existed && (fi->flags & O_TRUNC)) {
-    if (Status t = TruncateAtOpen(req, r->ino); !t.ok()) {
+    auto t = TruncateAtOpen(req, r->ino);
+    if (!t.ok()) {
       m->shell->release(r->ino, writable).IgnoreError();
       m->shell->forget(r->ino, 1);
-      return ReplyErr(req, t);
+      return ReplyErr(req, t.status());
     }
-    auto a = m->shell->attrs(r->ino);
-    if (a.ok()) *r = *a;
+    *r = *t;
   }
   fuse_entry_param e;
   FillEntry(m, *r, &e);

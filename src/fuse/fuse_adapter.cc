@@ -349,13 +349,21 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   // FUSE_HANDLE_KILLPRIV_V2: a size or owner change loses security.capability; the kernel asks
   // for set-user/group-ID clearing (chown of a non-directory, truncate without CAP_FSETID)
   // unless the request sets the mode itself.
-  // chown(f, -1, -1) arrives as a change of ctime alone: the kernel drops the mode change it
-  // would have made and sets the kill bit only when an owner is given. Linux still clears the
-  // set-ID bits and capabilities for it, as for any chown. Nothing else sends ctime alone (the
-  // kernel's own time write-backs carry mtime; utimensat with both times omitted sends nothing).
+  // chown(f, -1, -1): the kernel drops the mode change it would have made and sets the kill bit
+  // only when an owner is given, yet Linux clears the set-ID bits and capabilities for it as for
+  // any chown. It arrives as a change of ctime alone for a regular file under the writeback
+  // cache (nothing else sends that: the kernel's own time write-backs carry mtime, utimensat
+  // with both times omitted sends nothing), and as a change of nothing for any other file.
+  // An empty SETATTR of a regular file is instead the kernel's privilege removal before a write
+  // (file_remove_privs), which the WRITE's own kill bit covers; the type tells them apart.
   // Linux makes that clearing a mode change, which only the owner may make; the kernel dropped
   // that check along with the mode, so the shell makes it (KillPrivileges::owner_only).
-  const bool chown_same_owner = to_set == FUSE_SET_ATTR_CTIME;
+  bool chown_same_owner = to_set == FUSE_SET_ATTR_CTIME;
+  if (to_set == 0) {
+    auto a = State(req)->shell->attrs(ino);
+    if (!a.ok()) return ReplyErr(req, a.status());
+    chown_same_owner = !fs::IsRegular(a->mode) && !fs::IsDir(a->mode);  // directories lose nothing
+  }
   const bool owner_change =
       chown_same_owner || (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0;
   shell::KillPrivileges kill =

@@ -1263,6 +1263,19 @@ TEST_F(Posix, ChownWithoutOwnersClearsSetIdBits) {
   EXPECT_EQ(AsUser(1000, 1000, [&] {
     return CHILD_ERRNO(chown(x.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)));
   }), 0);
+  // The same for a FIFO, whose times the kernel does not keep: that chown arrives with no
+  // attribute at all. Set-group-ID without group execute goes for a caller outside the group.
+  ASSERT_EQ(mkfifo(P("p").c_str(), 0644), 0);
+  ASSERT_EQ(chmod(P("p").c_str(), 02745), 0);
+  const std::string p = P("p");
+  EXPECT_EQ(AsUser(1000, 1000, [&] {
+    return CHILD_ERRNO(lchown(p.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)));
+  }), EPERM);
+  ASSERT_EQ(lchown(P("p").c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)), 0);
+  EXPECT_EQ(Stat("p").st_mode & 07777, 02745u);  // root is in no need of the group
+  ASSERT_EQ(chmod(P("p").c_str(), 04755), 0);
+  ASSERT_EQ(lchown(P("p").c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(-1)), 0);
+  EXPECT_EQ(Stat("p").st_mode & 07777, 0755u);
   // A time change alone is not a chown.
   ASSERT_EQ(chmod(P("x").c_str(), 06755), 0);
   const struct timespec omit[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};

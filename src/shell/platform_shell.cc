@@ -973,9 +973,13 @@ Result<std::uint32_t> PlatformShell::NewEntryMode(NodeId parent, std::uint32_t m
   return (mode & ~0777u) | bits;
 }
 
-Status PlatformShell::ApplyInheritedAcl(NodeId node, const InheritedAcl& acl) noexcept {
-  if (!acl.access.empty()) PERMFS_RETURN_IF_ERROR(fs_->SetXattr(node, kAclAccess, acl.access, 0));
-  if (!acl.dflt.empty()) PERMFS_RETURN_IF_ERROR(fs_->SetXattr(node, kAclDefault, acl.dflt, 0));
+Status PlatformShell::ApplyInheritedAcl(const InheritedAcl& acl, InodeRecord* made) noexcept {
+  if (acl.access.empty() && acl.dflt.empty()) return Status();
+  if (!acl.access.empty()) PERMFS_RETURN_IF_ERROR(fs_->SetXattr(made->ino, kAclAccess, acl.access, 0));
+  if (!acl.dflt.empty()) PERMFS_RETURN_IF_ERROR(fs_->SetXattr(made->ino, kAclDefault, acl.dflt, 0));
+  // Setting them moved the ctime: the attributes the caller hands out must be these, or the
+  // platform sees the ctime change later with no operation to explain it.
+  PERMFS_ASSIGN_OR_RETURN(*made, fs_->GetAttr(made->ino));
   return Status();
 }
 
@@ -1001,7 +1005,7 @@ Result<InodeRecord> PlatformShell::create(NodeId parent, const std::string& name
     made = fs_->Create(parent, name, m, 0, cred, false);
     if (existed) *existed = made.ok();
   } else if (made.ok())
-    PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(made->ino, acl));
+    PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(acl, &*made));
   if (!made.ok()) return made.status();
   NoteNewReference(made->ino, true, writable);
   return *made;
@@ -1013,7 +1017,7 @@ Result<InodeRecord> PlatformShell::mknod(NodeId parent, const std::string& name,
   InheritedAcl acl;
   PERMFS_ASSIGN_OR_RETURN(std::uint32_t m, NewEntryMode(parent, mode, umask, &acl));
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Create(parent, name, m, rdev, cred, true));
-  PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(a.ino, acl));
+  PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(acl, &a));
   NoteNewReference(a.ino, false, false);
   return a;
 }
@@ -1025,7 +1029,7 @@ Result<InodeRecord> PlatformShell::mkdir(NodeId parent, const std::string& name,
   PERMFS_ASSIGN_OR_RETURN(std::uint32_t m,
                           NewEntryMode(parent, mode | fs::kTypeDir, umask, &acl));
   PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->Mkdir(parent, name, m & 07777u, cred));
-  PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(a.ino, acl));
+  PERMFS_RETURN_IF_ERROR(ApplyInheritedAcl(acl, &a));
   NoteNewReference(a.ino, false, false);
   return a;
 }

@@ -259,7 +259,8 @@ class PlatformShell {
   };
   Result<std::uint32_t> NewEntryMode(NodeId parent, std::uint32_t mode, std::uint32_t umask,
                                      InheritedAcl* acl) noexcept;
-  Status ApplyInheritedAcl(NodeId node, const InheritedAcl& acl) noexcept;
+  // Gives the new inode `*made` its inherited ACLs; `*made` becomes its attributes after that.
+  Status ApplyInheritedAcl(const InheritedAcl& acl, InodeRecord* made) noexcept;
 
   fs::Filesystem* fs_;
   const ShellOptions opt_;

@@ -354,6 +354,38 @@ TEST_F(ShellTest, RemovedDirectoryLivesWhileReferenced) {
   EXPECT_TRUE(fs_->GetAttr(e->ino).ok());
 }
 
+// Inherited ACLs are part of making an entry: the attributes handed out already carry the
+// ctime that setting them left, or the platform later sees ctime move with no operation.
+TEST_F(ShellTest, InheritedAclIsInTheReturnedAttributes) {
+  StartShell();
+  auto d = shell_->mkdir(1, "d", 0755, cred_, 022);
+  ASSERT_TRUE(d.ok());
+  std::string acl("\x02\0\0\0", 4);  // version 2, then (tag, perm, id) entries
+  auto entry = [&acl](std::uint16_t tag, std::uint16_t perm, std::uint32_t id) {
+    const char e[8] = {static_cast<char>(tag), static_cast<char>(tag >> 8),
+                       static_cast<char>(perm), 0, static_cast<char>(id),
+                       static_cast<char>(id >> 8), static_cast<char>(id >> 16),
+                       static_cast<char>(id >> 24)};
+    acl.append(e, 8);
+  };
+  entry(0x01, 7, ~0u);   // owner rwx
+  entry(0x02, 5, 1000);  // user 1000 r-x
+  entry(0x04, 5, ~0u);   // group r-x
+  entry(0x10, 5, ~0u);   // mask r-x
+  entry(0x20, 5, ~0u);   // other r-x
+  ASSERT_TRUE(shell_->setxattr(d->ino, "system.posix_acl_default", acl, 0).ok());
+  Result<InodeRecord> made[] = {
+      shell_->mkdir(d->ino, "sub", 0755, cred_, 022),
+      shell_->create(d->ino, "f", fs::kTypeRegular | 0644, cred_, true, 022),
+      shell_->mknod(d->ino, "p", fs::kTypeFifo | 0644, 0, cred_, 022),
+  };
+  for (const auto& m : made) {
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    EXPECT_TRUE(fs_->GetXattr(m->ino, "system.posix_acl_access").ok()) << m->ino;
+    EXPECT_EQ(m->ctime_ns, fs_->GetAttr(m->ino)->ctime_ns) << m->ino;
+  }
+}
+
 TEST_F(ShellTest, SequentialWriterIsPromotedByTheFlusher) {
   const std::uint64_t ino = NewFile("s");
   ShellOptions o;

@@ -308,9 +308,17 @@ Status PlatformShell::KillPrivilegesLocked(Node* n, const KillPrivileges& kill,
       Status st = fs_->RemoveXattr(n->id, kCapsXattr);
       if (!st.ok() && st.code() != Code::kNoData) return st;
       n->caps = Node::Caps::kAbsent;
+      if (attrs) {
+        PERMFS_ASSIGN_OR_RETURN(attrs->ctime_ns, CtimeOf(n->id));
+      }
     }
   }
   return Status();
+}
+
+Result<std::int64_t> PlatformShell::CtimeOf(NodeId id) noexcept {
+  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(id));
+  return a.ctime_ns;
 }
 
 Status PlatformShell::kill_privileges(NodeId node, const KillPrivileges& kill) noexcept {
@@ -1163,6 +1171,7 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     if (entries >= 0) {
       AclChmod(&*acl, static_cast<std::size_t>(entries), a.mode);
       PERMFS_RETURN_IF_ERROR(fs_->SetXattr(node, kAclAccess, *acl, 0));
+      PERMFS_ASSIGN_OR_RETURN(a.ctime_ns, CtimeOf(node));  // the ACL moved it again
     }
   }
   n->mode = a.mode;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Differential syscall fuzzer: the same random operations on PermFS and on a kernel filesystem.
 
-Usage: diff_fuzz.py run  PERMFS_DIR REFERENCE_DIR [--ops N] [--seed S]
+Usage: diff_fuzz.py run  PERMFS_DIR REFERENCE_DIR [--ops N] [--seed S] [--trace] [--coherence]
+                                      [--tree-every N] [--check-every N]
        diff_fuzz.py compare PERMFS_DIR REFERENCE_DIR
 
 `run` drives three credentials at once (root; uid 1000 and uid 1001, who share the
@@ -159,9 +160,10 @@ class Worker:
             os.chown(P(a["path"]), a["uid"], a["gid"], follow_symlinks=a["follow"])
             return stat_key(os.lstat(P(a["path"])))
         if op == "utime":
-            os.utime(P(a["path"]), ns=a["ns"])
-            if a["ns"] is None:
+            if a["ns"] is None:  # "now": the owner, or anyone who may write
+                os.utime(P(a["path"]))
                 return stat_key(os.stat(P(a["path"])))
+            os.utime(P(a["path"]), ns=a["ns"])
             return stat_key(os.stat(P(a["path"])), with_times=True)
         if op == "stat":
             return stat_key(os.stat(P(a["path"])))
@@ -404,6 +406,41 @@ def walk(root):
     return out
 
 
+AT_SYMLINK_NOFOLLOW, AT_STATX_SYNC_AS_STAT, AT_STATX_FORCE_SYNC = 0x100, 0, 0x2000
+STATX_BASIC_STATS = 0x7FF
+
+
+def statx_key(path, sync_flag):
+    """What stat(2) shows for `path` (AT_STATX_SYNC_AS_STAT: the cache while it is valid) or
+    what the server says (AT_STATX_FORCE_SYNC)."""
+    buf = ctypes.create_string_buffer(256)
+    if LIBC.statx(AT_FDCWD, os.fsencode(path), AT_SYMLINK_NOFOLLOW | sync_flag,
+                  STATX_BASIC_STATS, buf):
+        return ("err", errno.errorcode.get(ctypes.get_errno()))
+    u32 = lambda off: int.from_bytes(buf.raw[off:off + 4], "little")
+    u64 = lambda off: int.from_bytes(buf.raw[off:off + 8], "little")
+    mode = int.from_bytes(buf.raw[28:30], "little")
+    key = [u64(32), oct(mode), u32(16), u32(20), u32(24)]
+    if not stat.S_ISREG(mode):
+        # With the writeback cache the kernel owns a regular file's size and times, so only
+        # other inodes must agree on them with the server.
+        key += [u64(40), (u64(96), u32(104)), (u64(112), u32(120))]
+    return tuple(key)
+
+
+def incoherent(paths):
+    """Paths whose cached attributes differ from the server's, as (path, cached, server)."""
+    out = []
+    for p in paths:
+        cached = statx_key(p, AT_STATX_SYNC_AS_STAT)
+        if cached[0] == "err":
+            continue
+        server = statx_key(p, AT_STATX_FORCE_SYNC)
+        if cached != server:
+            out.append((p, cached, server))
+    return out
+
+
 def compare_trees(a, b):
     wa, wb = walk(a), walk(b)
     diffs = []
@@ -431,6 +468,10 @@ def main():
     trace = "--trace" in args
     check_every = int(args[args.index("--check-every") + 1]) if "--check-every" in args else 1
     tree_every = int(args[args.index("--tree-every") + 1]) if "--tree-every" in args else 100
+    # --coherence: after every operation, what the kernel caches for each PermFS inode must be
+    # what the daemon answers when asked (a stale cache shows as a spurious change later).
+    coherence = "--coherence" in args
+    known = []
     # Operations run three levels below the compared top, so that relative symlinks that climb
     # out of the working tree still land in it.
     tops = [os.path.join(pa, "fz"), os.path.join(pb, "fz")]
@@ -477,6 +518,12 @@ def main():
                 for k in sorted(set(wa) | set(wb)):
                     if wa.get(k) != wb.get(k):
                         print(f"  {k}: permfs={wa.get(k)} reference={wb.get(k)}")
+        if coherence and ra == rb:
+            for p, cached, server in incoherent(known):
+                mismatches += 1
+                print(f"DIFF after op {n}: {os.path.relpath(p, tops[0])} cached {cached}, "
+                      f"server {server}")
+            known = [os.path.join(d, e) for d, ds, fs in os.walk(tops[0]) for e in ds + fs]
         if ra == rb and check_every and n % check_every == 0:
             # Descriptors stay open across operations: what they see must agree too.
             for i, (c, _) in enumerate(workers):

@@ -1126,8 +1126,9 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     n->deferred = Status();
     return st;
   }
+  // Loaded before anything changes: the size handling below and the set-ID rule depend on them.
+  if (kill.suidgid || kill.owner_only) PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
   if (kill.owner_only) {
-    PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
     if (n->uid != kill.caller_uid && SetIdBitsToClear(n, kill))
       return Status(Code::kPermission, "only the owner may clear the set-ID bits");
   }
@@ -1157,14 +1158,27 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     n->deferred = Status();  // reported now
     return promoted;
   }
-  auto res = fs_->SetAttr(node, req);
+  // Set-ID bits go in the same change, decided on the attributes before it: Linux asks whether
+  // the caller is in the file's group as it was (a chown to a group of the caller's still drops
+  // S_ISGID from a file of a group it is not in).
+  fs::SetAttrRequest change = req;
+  if (kill.suidgid) {
+    if (const std::uint32_t clear = SetIdBitsToClear(n, kill)) {
+      if (!(change.mask & fs::kSetMode)) {
+        change.mask |= fs::kSetMode;
+        change.mode = n->mode & 07777u;
+      }
+      change.mode &= ~clear;
+    }
+  }
+  auto res = fs_->SetAttr(node, change);
   ++n->data_seq;
   if (!res.ok()) {
     n->attrs_loaded = n->dirty_count.load() > 0;  // reload from the volume when clean
     return res.status();
   }
   InodeRecord a = *res;
-  if ((req.mask & fs::kSetMode) && !fs::IsSymlink(a.mode)) {
+  if ((change.mask & fs::kSetMode) && !fs::IsSymlink(a.mode)) {
     auto acl = fs_->GetXattr(node, kAclAccess);
     if (!acl.ok() && acl.status().code() != Code::kNoData) return acl.status();
     const long entries = acl.ok() ? AclEntries(*acl) : -1;
@@ -1184,7 +1198,11 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
   n->size = a.size;
   n->mtime_ns = a.mtime_ns;
   n->attrs_loaded = true;
-  if (kill.any()) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill, &a));
+  if (kill.caps) {
+    KillPrivileges caps_only;
+    caps_only.caps = true;
+    PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, caps_only, &a));
+  }
   return a;
 }
 

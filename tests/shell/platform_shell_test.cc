@@ -543,6 +543,31 @@ TEST_F(ShellTest, KillPrivilegesClearsBitsAndCapability) {
     EXPECT_EQ(a->uid, 1000u);
     EXPECT_EQ(a->mode & 07777u, 00745u);
   }
+  // The group test looks at the group the file had: a chown into the caller's group does not
+  // let it keep S_ISGID on a file of a group it is not in, and a truncate in the same request
+  // still shrinks the file.
+  {
+    const std::uint64_t ino = NewFile("chgrp");
+    ASSERT_TRUE(Write(ino, 0, std::string(100000, 'g')).ok());
+    fs::SetAttrRequest r;
+    r.mask = fs::kSetMode | fs::kSetGid;
+    r.mode = 02666;
+    r.gid = 1001;
+    ASSERT_TRUE(shell_->setattr(ino, r).ok());
+    KillPrivileges member = suidgid;  // in group 2000 only
+    member.keeps_sgid = [](const void*, std::uint32_t gid) { return gid == 2000; };
+    fs::SetAttrRequest chgrp;
+    chgrp.mask = fs::kSetGid | fs::kSetSize;
+    chgrp.gid = 2000;
+    chgrp.size = 10;
+    auto a = shell_->setattr(ino, chgrp, member);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a->gid, 2000u);
+    EXPECT_EQ(a->mode & 07777u, 00666u);
+    EXPECT_EQ(a->size, 10u);
+    EXPECT_EQ(fs_->GetAttr(ino)->mode & 07777u, 00666u);
+    EXPECT_EQ(shell_->attrs(ino)->size, 10u);
+  }
   // Owner only (chown(f, -1, -1)): someone else's file with a bit to clear is refused before
   // anything changes; the owner clears it; nothing to clear is no refusal.
   {

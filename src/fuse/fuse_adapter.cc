@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "fs/filesystem.h"
+#include "fuse/shutdown.h"
 #include "fuse/uring_transport.h"
 #include "fuse/wire_tap.h"
 #include "hosted/log_sink.h"
@@ -56,12 +57,16 @@ class Invalidator final : public shell::InvalidationSink {
     se_ = se;
     thread_ = std::thread([this] { Run(); });
   }
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      stop_ = true;
-    }
+  // Asks the thread to finish what is queued (write-backs then run their continuation only) and
+  // waits up to `bound`; false if it is still busy then: stuck in the kernel on a write-back
+  // nobody serves any more. Join() after that (and after aborting the connection if false).
+  bool StopWithin(std::chrono::milliseconds bound) {
+    std::unique_lock<std::mutex> l(mu_);
+    stop_ = true;
     cv_.notify_all();
+    return cv_.wait_for(l, bound, [this] { return finished_; });
+  }
+  void Join() {
     if (thread_.joinable()) thread_.join();
   }
   void InvalidateNode(shell::NodeId node) noexcept override { Push({node, std::string(), Kind::kNode}); }
@@ -91,7 +96,7 @@ class Invalidator final : public shell::InvalidationSink {
       std::lock_guard<std::mutex> l(mu_);
       q_.push_back(std::move(it));
     }
-    cv_.notify_one();
+    cv_.notify_all();  // the thread, or StopWithin's waiter
   }
   // A negative offset invalidates the attributes only (the page cache stays).
   void SendAttrs(std::uint64_t node, Clock::time_point now) {
@@ -109,7 +114,11 @@ class Invalidator final : public shell::InvalidationSink {
         for (const auto& [node, t] : deferred_) due = std::min(due, t);
         cv_.wait_until(l, due, [this] { return stop_ || !q_.empty(); });
       }
-      if (q_.empty() && stop_) return;
+      if (q_.empty() && stop_) {
+        finished_ = true;
+        cv_.notify_all();
+        return;
+      }
       std::deque<Item> batch;
       batch.swap(q_);
       const bool stopping = stop_;
@@ -127,7 +136,9 @@ class Invalidator final : public shell::InvalidationSink {
             SendAttrs(it.node, now);
             break;
           case Kind::kWriteBack:
-            if (!stopping) fuse_lowlevel_notify_inval_inode(se_, it.node, 0, 0);
+            // Once the loop has ended nobody serves the WRITEs of the write-back.
+            if (!stopping && !fuse_session_exited(se_))
+              fuse_lowlevel_notify_inval_inode(se_, it.node, 0, 0);
             it.then();
             break;
           case Kind::kAttrsSoon: {
@@ -159,6 +170,7 @@ class Invalidator final : public shell::InvalidationSink {
   std::condition_variable cv_;
   std::deque<Item> q_;
   bool stop_ = false;
+  bool finished_ = false;
   // Owned by the invalidation thread.
   std::unordered_map<std::uint64_t, Clock::time_point> attrs_sent_;
   std::unordered_map<std::uint64_t, Clock::time_point> deferred_;  // node -> when to send
@@ -962,7 +974,12 @@ int MountMain(int argc, char** argv) {
     return 2;
   }
   struct stat mst;
-  if (stat(mountpoint.c_str(), &mst) != 0 || !S_ISDIR(mst.st_mode)) {
+  if (stat(mountpoint.c_str(), &mst) != 0) {
+    // ENOTCONN: a dead FUSE mount is still there (`fusermount3 -u` it).
+    std::fprintf(stderr, "permfs mount: %s: %s\n", mountpoint.c_str(), strerror(errno));
+    return 1;
+  }
+  if (!S_ISDIR(mst.st_mode)) {
     std::fprintf(stderr, "permfs mount: %s: not a directory\n", mountpoint.c_str());
     return 1;
   }
@@ -1053,6 +1070,14 @@ int MountMain(int argc, char** argv) {
     if (!EnableFuseUring(&why))
       std::fprintf(stderr, "permfs mount: no FUSE over io_uring (%s); using /dev/fuse\n", why.c_str());
   }
+  // Ours first: fuse_set_signal_handlers then leaves SIGTERM, SIGINT and SIGHUP alone.
+  Terminator terminator;
+  char abs_mountpoint[PATH_MAX];
+  if (!realpath(mountpoint.c_str(), abs_mountpoint)) {
+    std::fprintf(stderr, "permfs mount: %s: %s\n", mountpoint.c_str(), strerror(errno));
+    fuse_session_destroy(se);
+    return 1;
+  }
   if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, mountpoint.c_str()) != 0) {
     std::fprintf(stderr, "permfs mount: cannot mount on %s\n", mountpoint.c_str());
     fuse_session_destroy(se);
@@ -1060,6 +1085,7 @@ int MountMain(int argc, char** argv) {
   }
   TuneBdi(mountpoint, read_only ? 0u : static_cast<unsigned>(bdi_ratio),
           static_cast<unsigned>(readahead_kb));
+  const unsigned connection = ConnectionOf(abs_mountpoint);
   if (!foreground) fuse_daemonize(0);
   // FUSE over io_uring (Linux 6.14+): per-CPU request queues served on the CPU that issued the
   // request. `uring` turns the module parameter on; by default it is used when already on.
@@ -1095,7 +1121,9 @@ int MountMain(int argc, char** argv) {
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(threads));
   fuse_loop_cfg_set_clone_fd(cfg, 0);
+  terminator.Start(se, abs_mountpoint);
   int rc = fuse_session_loop_mt(se, cfg);
+  terminator.LoopEnded();
   fuse_loop_cfg_destroy(cfg);
   if (ring) {
     ring->Stop();
@@ -1116,7 +1144,19 @@ int MountMain(int argc, char** argv) {
   sh.set_invalidation_sink(nullptr);
   // Before the unmount closes /dev/fuse (its thread writes there). Write-backs still queued are
   // answered without one: nobody serves their WRITEs any more.
-  inval.Stop();
+  // A thread of ours still inside the kernel waiting on a request nobody serves any more (a
+  // write-back, the stop's syncfs) is released by aborting the connection: exiting would not
+  // release it, and the mount's users would hang with it.
+  if (!inval.StopWithin(std::chrono::seconds(2)) || terminator.drain_pending()) {
+    std::string why;
+    if (!connection || !AbortConnection(connection, &why))
+      std::fprintf(stderr, "permfs mount: cannot abort the FUSE connection%s%s; waiting\n",
+                   why.empty() ? "" : ": ", why.c_str());
+    else
+      std::fprintf(stderr, "permfs mount: aborted the FUSE connection: the kernel still waited "
+                   "on a write-back nobody serves\n");
+  }
+  inval.Join();
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);

@@ -1,0 +1,181 @@
+#define FUSE_USE_VERSION 312
+#include "fuse/shutdown.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+
+namespace permfs::fuse {
+namespace {
+
+constexpr char kFusectl[] = "/sys/fs/fuse/connections";
+// How long a stop request waits for the kernel to write its dirty pages back.
+constexpr auto kDrainBound = std::chrono::seconds(30);
+
+int g_stop_fd = -1;  // write end of the Terminator's pipe
+
+void OnStopSignal(int) {
+  const int saved = errno;
+  const char c = 1;
+  if (g_stop_fd >= 0) (void)!write(g_stop_fd, &c, 1);
+  errno = saved;
+}
+
+void OnPoke(int) {}  // only interrupts the session loop's wait
+
+}  // namespace
+
+struct Terminator::DrainState {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+};
+
+namespace {
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string Unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      out += static_cast<char>(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) | (s[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+unsigned ConnectionOf(const std::string& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  unsigned found = 0;
+  while (std::getline(in, line)) {
+    // id parent major:minor root mountpoint options ... - fstype source superopts
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, point;
+    if (!(fields >> id >> parent >> devno >> root >> point)) continue;
+    if (Unescape(point) != mountpoint) continue;
+    unsigned major = 0, minor = 0;
+    if (std::sscanf(devno.c_str(), "%u:%u", &major, &minor) != 2) continue;
+    found = (major << 20) | minor;  // the kernel's dev_t encoding, fusectl's directory name
+  }
+  return found;  // the last one: the mount on top
+}
+
+bool AbortConnection(unsigned conn, std::string* why) {
+  const std::string path = std::string(kFusectl) + "/" + std::to_string(conn) + "/abort";
+  if (access(path.c_str(), F_OK) != 0 &&
+      mount("fusectl", kFusectl, "fusectl", 0, nullptr) != 0 && errno != EBUSY) {
+    *why = std::string("fusectl is not mounted and cannot be: ") + strerror(errno);
+    return false;
+  }
+  const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, "1", 1) != 1) {
+    *why = path + ": " + strerror(errno);
+    if (fd >= 0) close(fd);
+    return false;
+  }
+  close(fd);
+  return true;
+}
+
+Terminator::Terminator() {
+  if (pipe2(pipe_, O_CLOEXEC) != 0) return;
+  g_stop_fd = pipe_[1];
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &sa, nullptr);
+  sa.sa_handler = OnPoke;  // no SA_RESTART: the loop's wait returns
+  sigaction(SIGUSR2, &sa, nullptr);
+}
+
+Terminator::~Terminator() {
+  LoopEnded();
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) sigaction(sig, &sa, nullptr);
+  g_stop_fd = -1;
+  for (int fd : pipe_)
+    if (fd >= 0) close(fd);
+}
+
+void Terminator::Start(fuse_session* se, const std::string& mountpoint) {
+  if (pipe_[0] < 0) return;
+  se_ = se;
+  mountpoint_ = mountpoint;
+  loop_thread_ = pthread_self();
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Terminator::LoopEnded() {
+  if (loop_ended_.exchange(true) || !thread_.joinable()) return;
+  const char c = 0;  // wakes Run() without a signal
+  (void)!write(pipe_[1], &c, 1);
+  thread_.join();
+}
+
+void Terminator::Run() {
+  char c = 0;
+  while (read(pipe_[0], &c, 1) < 0 && errno == EINTR) {
+  }
+  if (c == 0 || loop_ended_.load()) return;
+  signalled_.store(true);
+  DrainKernelCache();
+  fuse_session_exit(se_);
+  // The loop thread waits on a semaphore that only a request or a signal wakes; a signal that
+  // lands just before the wait is lost, so keep poking until the loop has returned.
+  while (!loop_ended_.load()) {
+    pthread_kill(loop_thread_, SIGUSR2);
+    for (int i = 0; i < 10 && !loop_ended_.load(); ++i) usleep(10000);
+  }
+}
+
+void Terminator::DrainKernelCache() {
+  // On a helper thread: if the kernel never answers, the stop goes ahead without it and the
+  // backstop (AbortConnection after the loop) releases the helper.
+  auto shared = std::make_shared<DrainState>();
+  drain_ = shared;
+  std::thread([shared, mp = mountpoint_] {
+    const int fd = open(mp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+      syncfs(fd);
+      close(fd);
+    }
+    std::lock_guard<std::mutex> l(shared->mu);
+    shared->done = true;
+    shared->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> l(shared->mu);
+  if (!shared->cv.wait_for(l, kDrainBound, [&] { return shared->done; }))
+    std::fprintf(stderr, "permfs mount: the kernel did not write its cached pages back in %llds; "
+                 "stopping without them\n", static_cast<long long>(kDrainBound.count()));
+}
+
+bool Terminator::drain_pending() const {
+  std::shared_ptr<DrainState> shared = drain_;
+  if (!shared) return false;
+  std::lock_guard<std::mutex> l(shared->mu);
+  return !shared->done;
+}
+
+}  // namespace permfs::fuse

@@ -1121,7 +1121,10 @@ int MountMain(int argc, char** argv) {
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(threads));
   fuse_loop_cfg_set_clone_fd(cfg, 0);
-  terminator.Start(se, abs_mountpoint);
+  terminator.Start(se, abs_mountpoint, [&sh, se] {
+    // Returns once the kernel has written the file's dirty pages back and had them answered.
+    for (shell::NodeId id : sh.nodes_with_writers()) fuse_lowlevel_notify_inval_inode(se, id, 0, 0);
+  });
   int rc = fuse_session_loop_mt(se, cfg);
   terminator.LoopEnded();
   fuse_loop_cfg_destroy(cfg);
@@ -1141,9 +1144,9 @@ int MountMain(int argc, char** argv) {
   ticker.join();
   sh.StopFlusher();
   if (flusher.joinable()) flusher.join();
-  sh.set_invalidation_sink(nullptr);
   // Before the unmount closes /dev/fuse (its thread writes there). Write-backs still queued are
-  // answered without one: nobody serves their WRITEs any more.
+  // answered without one: nobody serves their WRITEs any more. Their answers run shell calls
+  // that may still notify the sink, so it goes only after the thread.
   // A thread of ours still inside the kernel waiting on a request nobody serves any more (a
   // write-back, the stop's syncfs) is released by aborting the connection: exiting would not
   // release it, and the mount's users would hang with it.
@@ -1157,6 +1160,7 @@ int MountMain(int argc, char** argv) {
                    "on a write-back nobody serves\n");
   }
   inval.Join();
+  sh.set_invalidation_sink(nullptr);
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);

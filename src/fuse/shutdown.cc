@@ -103,7 +103,14 @@ Terminator::Terminator() {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = OnStopSignal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    // A signal the daemon was started with ignored stays ignored (nohup; SIGINT of a background
+    // job), as libfuse does.
+    struct sigaction old;
+    if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    sigaction(sig, &sa, nullptr);
+    installed_[installed_count_++] = sig;
+  }
   sa.sa_handler = OnPoke;  // no SA_RESTART: the loop's wait returns
   sigaction(SIGUSR2, &sa, nullptr);
 }
@@ -113,16 +120,19 @@ Terminator::~Terminator() {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = SIG_DFL;
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) sigaction(sig, &sa, nullptr);
+  for (int i = 0; i < installed_count_; ++i) sigaction(installed_[i], &sa, nullptr);
+  sigaction(SIGUSR2, &sa, nullptr);
   g_stop_fd = -1;
   for (int fd : pipe_)
     if (fd >= 0) close(fd);
 }
 
-void Terminator::Start(fuse_session* se, const std::string& mountpoint) {
+void Terminator::Start(fuse_session* se, const std::string& mountpoint,
+                       std::function<void()> write_back) {
   if (pipe_[0] < 0) return;
   se_ = se;
   mountpoint_ = mountpoint;
+  write_back_ = std::move(write_back);
   loop_thread_ = pthread_self();
   thread_ = std::thread([this] { Run(); });
 }
@@ -155,12 +165,13 @@ void Terminator::DrainKernelCache() {
   // backstop (AbortConnection after the loop) releases the helper.
   auto shared = std::make_shared<DrainState>();
   drain_ = shared;
-  std::thread([shared, mp = mountpoint_] {
+  std::thread([shared, mp = mountpoint_, write_back = write_back_] {
     const int fd = open(mp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-      syncfs(fd);
-      close(fd);
-    }
+    if (fd < 0 || syncfs(fd) != 0)
+      std::fprintf(stderr, "permfs mount: syncfs of %s at the stop: %s\n", mp.c_str(),
+                   strerror(errno));
+    if (fd >= 0) close(fd);
+    if (write_back) write_back();
     std::lock_guard<std::mutex> l(shared->mu);
     shared->done = true;
     shared->cv.notify_all();

@@ -916,6 +916,15 @@ bool PlatformShell::has_writers(NodeId node) noexcept {
   return n->writers > 0;
 }
 
+std::vector<NodeId> PlatformShell::nodes_with_writers() noexcept {
+  std::vector<NodeId> ids;
+  MutexLock l(&table_mu_);
+  nodes_.ForEach([&](const NodeId& id, Node*& n) {
+    if (n->writers > 0) ids.push_back(id);
+  });
+  return ids;
+}
+
 Status PlatformShell::opendir(NodeId node) noexcept { return AddOpen(node, false, true); }
 
 // An open directory holds its inode like an open file: removed while open, it is reclaimed at

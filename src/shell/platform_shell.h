@@ -38,7 +38,8 @@
 //   flush(node) / release(node, writable) / fsync(node, datasync)
 //   open(node, writable) / opendir(node) -> +1 open count (release/releasedir drop it)
 //   has_writers(node)            -> a writable handle is open (data written through it may still
-//                                   sit in the platform's own cache, e.g. a writeback cache)
+//                                   sit in the platform's own cache, e.g. a writeback cache);
+//                                   nodes_with_writers() lists them all
 //   create/mkdir/mknod/symlink/link/unlink/rmdir/rename/setattr/readlink, xattr get/set/list/
 //   remove, statfs, fallocate, lseek (data/hole): as fs::Filesystem, with the hot tier folded in.
 // After a promotion the shell tells the sink the node's attributes changed (st_blocks), so an
@@ -146,6 +147,8 @@ class PlatformShell {
   Status release(NodeId node, bool writable = false) noexcept;
   Status fsync(NodeId node, bool datasync) noexcept;
   bool has_writers(NodeId node) noexcept;
+  // Every node that has a writable handle open (the ones the platform may hold dirty data of).
+  std::vector<NodeId> nodes_with_writers() noexcept;
 
   // ---- Namespace calls -----------------------------------------------------------------
   Status open(NodeId node, bool writable = false) noexcept;

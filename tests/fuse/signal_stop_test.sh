@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SIGTERM and SIGINT stop the daemon cleanly while programs still hold files open:
+# SIGTERM and SIGHUP stop the daemon cleanly while programs still hold files open:
 #  - pages written through a descriptor that is still open (the kernel's writeback cache holds
 #    them: no close, no fsync) are in the volume after the stop;
 #  - write-backs the daemon asked the kernel for (lseek SEEK_DATA on a file that has a writer) do
@@ -56,7 +56,7 @@ reaped() {
 
 mount_conn
 head -c $((3 << 20)) /dev/urandom > "$WORK/expect"
-for sig in TERM INT; do
+for sig in TERM HUP; do  # (a background job has SIGINT ignored)
   step "SIG$sig with written pages behind an open descriptor"
   python3 - "$MNT/open-$sig" "$WORK/expect" "$WORK/ready" <<'EOF' &
 import os, sys, time
@@ -67,7 +67,8 @@ open(sys.argv[3], "w").close()
 time.sleep(120)
 EOF
   writer=$!
-  for _ in $(seq 100); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
+  for _ in $(seq 300); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
+  [ -e "$WORK/ready" ] || fail "SIG$sig: the writer did not finish writing in 30 s"
   rm -f "$WORK/ready"
   kill "-$sig" "$DAEMON"
   stopped_cleanly "SIG$sig"
@@ -76,7 +77,8 @@ EOF
   fuse_fsck > /dev/null
   mount_conn
   cmp -s "$MNT/open-$sig" "$WORK/expect" ||
-    fail "SIG$sig: data written before the signal through a still-open descriptor is not all there"
+    fail "SIG$sig: data written before the signal through a still-open descriptor is not all" \
+         "there ($(stat -c %s "$MNT/open-$sig" 2>&1) bytes)"
 done
 
 # Four programs that dirty a page and then ask where data is (lseek SEEK_DATA), in a loop: the

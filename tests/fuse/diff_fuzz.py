@@ -219,7 +219,13 @@ class Worker:
                 # Timestamps come from a coarse clock: let it move past the last change first.
                 time.sleep(0.012)
                 before = self.times(i, a)
-                same_size = False
+                same_size = fifo = False
+                slot = self.slots.get(a.get("slot"))
+                if op in ("write", "read") and slot is not None and slot[i] is not None:
+                    try:
+                        fifo = stat.S_ISFIFO(os.fstat(slot[i]).st_mode)
+                    except OSError:
+                        pass
                 if op == "truncate":
                     try:
                         st = os.stat(self.path(self.roots[i], a["path"]))
@@ -245,6 +251,10 @@ class Worker:
                     # and ctime; FUSE in writeback-cache mode owns those times in the kernel and
                     # moves them only when the size changes (fuse_do_setattr), as POSIX allows.
                     changed = ["same size"]
+                if fifo:
+                    # A FIFO's data never reaches a FUSE daemon, and the kernel keeps FUSE inodes
+                    # other than regular files S_NOCMTIME: pipe I/O moves no time there.
+                    changed = ["fifo"]
                 res = res + (("times", changed),)
             out.append(res)
         return out

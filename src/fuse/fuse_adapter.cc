@@ -1160,6 +1160,7 @@ int MountMain(int argc, char** argv) {
                    "on a write-back nobody serves\n");
   }
   inval.Join();
+  terminator.WaitForDrain();
   sh.set_invalidation_sink(nullptr);
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);

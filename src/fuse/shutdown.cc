@@ -182,6 +182,13 @@ void Terminator::DrainKernelCache() {
                  "stopping without them\n", static_cast<long long>(kDrainBound.count()));
 }
 
+void Terminator::WaitForDrain() const {
+  std::shared_ptr<DrainState> shared = drain_;
+  if (!shared) return;
+  std::unique_lock<std::mutex> l(shared->mu);
+  shared->cv.wait(l, [&] { return shared->done; });
+}
+
 bool Terminator::drain_pending() const {
   std::shared_ptr<DrainState> shared = drain_;
   if (!shared) return false;

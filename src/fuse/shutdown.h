@@ -61,6 +61,9 @@ class Terminator {
   // Whether the syncfs of a stop request is still inside the kernel (after LoopEnded: it never
   // returns unless the connection is aborted).
   bool drain_pending() const;
+  // Waits until that syncfs and write-back have returned (they use the session and the shell:
+  // call before either goes; after AbortConnection if drain_pending()).
+  void WaitForDrain() const;
 
  private:
   void Run();

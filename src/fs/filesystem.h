@@ -169,10 +169,12 @@ class Filesystem {
 
   // ---- Extended attributes -------------------------------------------------------------
   Result<std::string> GetXattr(std::uint64_t ino, const std::string& name) noexcept;
+  // Both move the inode's ctime; with `after`, they give back the inode as they stored it.
   Status SetXattr(std::uint64_t ino, const std::string& name, const std::string& value,
-                  std::uint32_t flags) noexcept;
+                  std::uint32_t flags, InodeRecord* after = nullptr) noexcept;
   Result<std::vector<std::string>> ListXattr(std::uint64_t ino) noexcept;
-  Status RemoveXattr(std::uint64_t ino, const std::string& name) noexcept;
+  Status RemoveXattr(std::uint64_t ino, const std::string& name,
+                     InodeRecord* after = nullptr) noexcept;
 
   // ---- Volume --------------------------------------------------------------------------
   Result<StatfsInfo> Statfs() noexcept;

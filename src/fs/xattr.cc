@@ -73,7 +73,7 @@ Result<std::string> Filesystem::GetXattr(std::uint64_t ino, const std::string& n
 }
 
 Status Filesystem::SetXattr(std::uint64_t ino, const std::string& name, const std::string& value,
-                            std::uint32_t flags) noexcept {
+                            std::uint32_t flags, InodeRecord* after) noexcept {
   PERMFS_RETURN_IF_ERROR(CheckXattrName(name));
   if (value.size() > kMaxXattrValue) return Status(Code::kTooBig, "xattr value too large");
   if ((flags & kXattrCreate) && (flags & kXattrReplace))
@@ -110,6 +110,7 @@ Status Filesystem::SetXattr(std::uint64_t ino, const std::string& name, const st
           xattrs_.Put(t, Slice(XattrKey(ino, h, static_cast<std::uint8_t>(p))), Slice(piece)));
     }
     in.ctime_ns = port::WallClockNanos();
+    if (after) *after = in;
     return StoreInode(t, in);
   });
 }
@@ -141,7 +142,8 @@ Result<std::vector<std::string>> Filesystem::ListXattr(std::uint64_t ino) noexce
   return c.names;
 }
 
-Status Filesystem::RemoveXattr(std::uint64_t ino, const std::string& name) noexcept {
+Status Filesystem::RemoveXattr(std::uint64_t ino, const std::string& name,
+                               InodeRecord* after) noexcept {
   PERMFS_RETURN_IF_ERROR(CheckXattrName(name));
   const std::uint64_t h = NameHash64(name);
   return RunFreeingTxn([&](WriteTxn& t) -> Status {
@@ -152,6 +154,7 @@ Status Filesystem::RemoveXattr(std::uint64_t ino, const std::string& name) noexc
     for (std::size_t p = 0; p <= parts; ++p)
       PERMFS_RETURN_IF_ERROR(xattrs_.Delete(t, Slice(XattrKey(ino, h, static_cast<std::uint8_t>(p)))));
     in.ctime_ns = port::WallClockNanos();
+    if (after) *after = in;
     return StoreInode(t, in);
   });
 }

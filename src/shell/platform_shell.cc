@@ -283,8 +283,7 @@ std::uint32_t PlatformShell::SetIdBitsToClear(const Node* n, const KillPrivilege
   return clear;
 }
 
-Status PlatformShell::KillPrivilegesLocked(Node* n, const KillPrivileges& kill,
-                                           InodeRecord* attrs) noexcept {
+Status PlatformShell::KillPrivilegesLocked(Node* n, const KillPrivileges& kill) noexcept {
   PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
   if (const std::uint32_t clear = SetIdBitsToClear(n, kill)) {
     fs::SetAttrRequest r;
@@ -292,39 +291,30 @@ Status PlatformShell::KillPrivilegesLocked(Node* n, const KillPrivileges& kill,
     r.mode = n->mode & 07777u & ~clear;
     PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->SetAttr(n->id, r));
     n->mode = a.mode;
-    if (attrs) {
-      attrs->mode = a.mode;
-      attrs->ctime_ns = a.ctime_ns;
-    }
     if (sink_) sink_->InvalidateAttrs(n->id);
   }
-  if (kill.caps) {
-    if (n->caps == Node::Caps::kUnknown) {
-      auto v = fs_->GetXattr(n->id, kCapsXattr);
-      if (!v.ok() && v.status().code() != Code::kNoData) return v.status();
-      n->caps = v.ok() ? Node::Caps::kPresent : Node::Caps::kAbsent;
-    }
-    if (n->caps == Node::Caps::kPresent) {
-      Status st = fs_->RemoveXattr(n->id, kCapsXattr);
-      if (!st.ok() && st.code() != Code::kNoData) return st;
-      n->caps = Node::Caps::kAbsent;
-      if (attrs) {
-        PERMFS_ASSIGN_OR_RETURN(attrs->ctime_ns, CtimeOf(n->id));
-      }
-    }
-  }
-  return Status();
+  return kill.caps ? RemoveCapabilityLocked(n, nullptr) : Status();
 }
 
-Result<std::int64_t> PlatformShell::CtimeOf(NodeId id) noexcept {
-  PERMFS_ASSIGN_OR_RETURN(InodeRecord a, fs_->GetAttr(id));
-  return a.ctime_ns;
+Status PlatformShell::RemoveCapabilityLocked(Node* n, InodeRecord* attrs) noexcept {
+  if (n->caps == Node::Caps::kUnknown) {
+    auto v = fs_->GetXattr(n->id, kCapsXattr);
+    if (!v.ok() && v.status().code() != Code::kNoData) return v.status();
+    n->caps = v.ok() ? Node::Caps::kPresent : Node::Caps::kAbsent;
+  }
+  if (n->caps != Node::Caps::kPresent) return Status();
+  InodeRecord after;
+  Status st = fs_->RemoveXattr(n->id, kCapsXattr, &after);
+  if (!st.ok() && st.code() != Code::kNoData) return st;
+  n->caps = Node::Caps::kAbsent;
+  if (st.ok() && attrs) attrs->ctime_ns = after.ctime_ns;  // the removal moved it
+  return Status();
 }
 
 Status PlatformShell::kill_privileges(NodeId node, const KillPrivileges& kill) noexcept {
   PERMFS_PIN(n, node, true);
   MutexLock l(&n->mu);
-  return KillPrivilegesLocked(n, kill, nullptr);
+  return KillPrivilegesLocked(n, kill);
 }
 
 void PlatformShell::NoteXattrChange(NodeId id, const std::string& name,
@@ -780,7 +770,7 @@ Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* 
     if (fs::IsDir(n->mode)) return Status(Code::kIsDirectory, "is a directory");
     if (!fs::IsRegular(n->mode)) return Status::InvalidArgument("not a regular file");
     if (len == 0) return Status();
-    if (kill.any()) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill, nullptr));
+    if (kill.any()) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill));
     const std::uint64_t end = off + len;
     const std::uint64_t now = port::MonotonicNanos();
     for (std::uint64_t r = off / rs_; r <= (end - 1) / rs_; ++r) {
@@ -991,12 +981,12 @@ Result<std::uint32_t> PlatformShell::NewEntryMode(NodeId parent, std::uint32_t m
 }
 
 Status PlatformShell::ApplyInheritedAcl(const InheritedAcl& acl, InodeRecord* made) noexcept {
-  if (acl.access.empty() && acl.dflt.empty()) return Status();
-  if (!acl.access.empty()) PERMFS_RETURN_IF_ERROR(fs_->SetXattr(made->ino, kAclAccess, acl.access, 0));
-  if (!acl.dflt.empty()) PERMFS_RETURN_IF_ERROR(fs_->SetXattr(made->ino, kAclDefault, acl.dflt, 0));
-  // Setting them moved the ctime: the attributes the caller hands out must be these, or the
-  // platform sees the ctime change later with no operation to explain it.
-  PERMFS_ASSIGN_OR_RETURN(*made, fs_->GetAttr(made->ino));
+  // Setting them moves the ctime: the attributes the caller hands out must be those after, or
+  // the platform sees the ctime change later with no operation to explain it.
+  if (!acl.access.empty())
+    PERMFS_RETURN_IF_ERROR(fs_->SetXattr(made->ino, kAclAccess, acl.access, 0, made));
+  if (!acl.dflt.empty())
+    PERMFS_RETURN_IF_ERROR(fs_->SetXattr(made->ino, kAclDefault, acl.dflt, 0, made));
   return Status();
 }
 
@@ -1193,8 +1183,9 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
     const long entries = acl.ok() ? AclEntries(*acl) : -1;
     if (entries >= 0) {
       AclChmod(&*acl, static_cast<std::size_t>(entries), a.mode);
-      PERMFS_RETURN_IF_ERROR(fs_->SetXattr(node, kAclAccess, *acl, 0));
-      PERMFS_ASSIGN_OR_RETURN(a.ctime_ns, CtimeOf(node));  // the ACL moved it again
+      InodeRecord after;
+      PERMFS_RETURN_IF_ERROR(fs_->SetXattr(node, kAclAccess, *acl, 0, &after));
+      a.ctime_ns = after.ctime_ns;  // the ACL moved it again
     }
   }
   n->mode = a.mode;
@@ -1207,11 +1198,7 @@ Result<InodeRecord> PlatformShell::setattr(NodeId node, const fs::SetAttrRequest
   n->size = a.size;
   n->mtime_ns = a.mtime_ns;
   n->attrs_loaded = true;
-  if (kill.caps) {
-    KillPrivileges caps_only;
-    caps_only.caps = true;
-    PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, caps_only, &a));
-  }
+  if (kill.caps) PERMFS_RETURN_IF_ERROR(RemoveCapabilityLocked(n, &a));
   return a;
 }
 

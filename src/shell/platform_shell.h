@@ -225,10 +225,11 @@ class PlatformShell {
   // -1 open (and writer); table_mu_ held. True when no open is left.
   bool DropOpenLocked(Node* n, bool writable) noexcept PERMFS_REQUIRES(table_mu_);
   Status LoadNodeAttrs(Node* n) noexcept;            // node lock held
-  // Node lock held. If `attrs` is given, its mode and ctime follow what this changed.
-  Status KillPrivilegesLocked(Node* n, const KillPrivileges& kill, InodeRecord* attrs) noexcept;
-  // The inode's ctime in the volume, for attributes handed out after a second change.
-  Result<std::int64_t> CtimeOf(NodeId id) noexcept;
+  // Node lock held: clears what `kill` asks for, each in its own change.
+  Status KillPrivilegesLocked(Node* n, const KillPrivileges& kill) noexcept;
+  // Node lock held: removes security.capability if the node has it; `attrs`, if given, takes
+  // the ctime that moved.
+  Status RemoveCapabilityLocked(Node* n, InodeRecord* attrs) noexcept;
   // Node lock held, attributes loaded: the set-ID bits `kill` clears from the node's mode.
   static std::uint32_t SetIdBitsToClear(const Node* n, const KillPrivileges& kill) noexcept;
   // An xattr of the node was set or removed: drops what the node remembers about

@@ -141,7 +141,14 @@ TEST_F(FsFixture, SymlinksXattrsAndReadDir) {
   EXPECT_EQ(Errno(fs_->SetXattr(f->ino, "bogus.ns", "x", 0)), 95);
   EXPECT_EQ(*fs_->GetXattr(f->ino, "user.big"), big);
   EXPECT_EQ(fs_->ListXattr(f->ino)->size(), 2u);
-  ASSERT_TRUE(fs_->RemoveXattr(f->ino, "user.big").ok());
+  InodeRecord after;  // both give back the inode they stored, with its new ctime
+  ASSERT_TRUE(fs_->SetXattr(f->ino, "user.small", "3", 0, &after).ok());
+  EXPECT_EQ(after.ino, f->ino);
+  EXPECT_EQ(after.ctime_ns, fs_->GetAttr(f->ino)->ctime_ns);
+  after = InodeRecord();
+  ASSERT_TRUE(fs_->RemoveXattr(f->ino, "user.big", &after).ok());
+  EXPECT_EQ(after.ctime_ns, fs_->GetAttr(f->ino)->ctime_ns);
+  EXPECT_EQ(after.mode, f->mode);
   EXPECT_EQ(fs_->ListXattr(f->ino)->size(), 1u);
   for (int i = 0; i < 500; ++i) ASSERT_TRUE(fs_->Create(kRootIno, "f" + std::to_string(i), 0644, 0, cred_).ok());
   // Paged readdir: resume from every cookie.

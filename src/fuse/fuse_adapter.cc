@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "fs/filesystem.h"
+#include "fuse/mount_device.h"
 #include "fuse/shutdown.h"
 #include "fuse/uring_transport.h"
 #include "fuse/wire_tap.h"
@@ -813,25 +814,8 @@ void Usage(FILE* f) {
 // The kernel also caps a FUSE mount's readahead at its 128 KiB default whatever max_readahead
 // the daemon asks for; a 1 MiB window lets one READ cover 16 chunks (+12% cold sequential read).
 // Either knob is skipped when its value is 0.
-void TuneBdi(const std::string& mountpoint, unsigned max_ratio, unsigned read_ahead_kb) {
-  // The device number comes from /proc/self/mountinfo: a stat() of the mount point would ask
-  // this very daemon, which is not serving requests yet.
-  char real[PATH_MAX];
-  if (!realpath(mountpoint.c_str(), real)) return;
-  FILE* mi = std::fopen("/proc/self/mountinfo", "r");
-  if (!mi) return;
-  std::string dev;
-  char line[4096];
-  while (std::fgets(line, sizeof line, mi)) {
-    unsigned id, parent;
-    char devbuf[64], root[PATH_MAX], mnt[PATH_MAX];
-    if (std::sscanf(line, "%u %u %63s %4095s %4095s", &id, &parent, devbuf, root, mnt) == 5 &&
-        strcmp(mnt, real) == 0)
-      dev = devbuf;  // the last match is the newest mount
-  }
-  std::fclose(mi);
-  if (dev.empty()) return;
-  const std::string bdi = "/sys/class/bdi/" + dev + "/";
+void TuneBdi(const MountDevice& device, unsigned max_ratio, unsigned read_ahead_kb) {
+  const std::string bdi = "/sys/class/bdi/" + device.BdiName() + "/";
   auto put = [&](const char* knob, const std::string& v) {
     if (FILE* f = std::fopen((bdi + knob).c_str(), "w")) {
       std::fputs(v.c_str(), f);
@@ -1083,9 +1067,10 @@ int MountMain(int argc, char** argv) {
     fuse_session_destroy(se);
     return 1;
   }
-  TuneBdi(mountpoint, read_only ? 0u : static_cast<unsigned>(bdi_ratio),
-          static_cast<unsigned>(readahead_kb));
-  const unsigned connection = ConnectionOf(abs_mountpoint);
+  const std::optional<MountDevice> device = FindMountDevice(abs_mountpoint);
+  if (device)
+    TuneBdi(*device, read_only ? 0u : static_cast<unsigned>(bdi_ratio),
+            static_cast<unsigned>(readahead_kb));
   if (!foreground) fuse_daemonize(0);
   // FUSE over io_uring (Linux 6.14+): per-CPU request queues served on the CPU that issued the
   // request. `uring` turns the module parameter on; by default it is used when already on.
@@ -1152,7 +1137,7 @@ int MountMain(int argc, char** argv) {
   // release it, and the mount's users would hang with it.
   if (!inval.StopWithin(std::chrono::seconds(2)) || terminator.drain_pending()) {
     std::string why;
-    if (!connection || !AbortConnection(connection, &why))
+    if (!device || !AbortConnection(device->FuseConnection(), &why))
       std::fprintf(stderr, "permfs mount: cannot abort the FUSE connection%s%s; waiting\n",
                    why.empty() ? "" : ": ", why.c_str());
     else

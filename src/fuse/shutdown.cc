@@ -13,10 +13,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <mutex>
-#include <sstream>
 
 namespace permfs::fuse {
 namespace {
@@ -43,41 +41,6 @@ struct Terminator::DrainState {
   std::condition_variable cv;
   bool done = false;
 };
-
-namespace {
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out += static_cast<char>(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) | (s[i + 3] - '0'));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
-unsigned ConnectionOf(const std::string& mountpoint) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  unsigned found = 0;
-  while (std::getline(in, line)) {
-    // id parent major:minor root mountpoint options ... - fstype source superopts
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, point;
-    if (!(fields >> id >> parent >> devno >> root >> point)) continue;
-    if (Unescape(point) != mountpoint) continue;
-    unsigned major = 0, minor = 0;
-    if (std::sscanf(devno.c_str(), "%u:%u", &major, &minor) != 2) continue;
-    found = (major << 20) | minor;  // the kernel's dev_t encoding, fusectl's directory name
-  }
-  return found;  // the last one: the mount on top
-}
 
 bool AbortConnection(unsigned conn, std::string* why) {
   const std::string path = std::string(kFusectl) + "/" + std::to_string(conn) + "/abort";

@@ -11,7 +11,7 @@
 //     loop, so the kernel's dirty pages reach the daemon (and the volume, at its clean unmount);
 //     then it ends the session loop. That drain waits at most a bound: a wedged kernel
 //     connection does not keep SIGTERM from working.
-//   - ConnectionOf()/AbortConnection() are the backstop: once the loop has ended, a thread still
+//   - AbortConnection() (of MountDevice::FuseConnection()) is the backstop: once the loop has ended, a thread still
 //     blocked in the kernel on a request nobody will serve is released by aborting the FUSE
 //     connection (/sys/fs/fuse/connections/N/abort), which fails those requests.
 // A stop signal that the daemon inherited as ignored (nohup, SIGINT of a background job) stays
@@ -30,10 +30,6 @@
 struct fuse_session;
 
 namespace permfs::fuse {
-
-// The FUSE connection number (fusectl's directory name) of the mount at `mountpoint`, an absolute
-// path, read from /proc/self/mountinfo (no request to the daemon); 0 if not found.
-unsigned ConnectionOf(const std::string& mountpoint);
 
 // Aborts FUSE connection `conn` (mounting fusectl at /sys/fs/fuse/connections if needed and
 // allowed). False, with the reason in *why, if it could not.

@@ -1056,6 +1056,8 @@ int MountMain(int argc, char** argv) {
   }
   // Ours first: fuse_set_signal_handlers then leaves SIGTERM, SIGINT and SIGHUP alone.
   Terminator terminator;
+  // Before the mount: once mounted, resolving the path would stat the mount's root, which asks
+  // this daemon, not serving yet.
   char abs_mountpoint[PATH_MAX];
   if (!realpath(mountpoint.c_str(), abs_mountpoint)) {
     std::fprintf(stderr, "permfs mount: %s: %s\n", mountpoint.c_str(), strerror(errno));
@@ -1106,7 +1108,9 @@ int MountMain(int argc, char** argv) {
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(threads));
   fuse_loop_cfg_set_clone_fd(cfg, 0);
-  terminator.Start(se, abs_mountpoint, [&sh, se] {
+  terminator.Start(se, [&sh, se] {
+    // Only files with a writable handle can have dirty pages (a shared writable mapping keeps
+    // its handle); syncfs would not do: FUSE answers it once the WRITEs are queued, not served.
     // Returns once the kernel has written the file's dirty pages back and had them answered.
     for (shell::NodeId id : sh.nodes_with_writers()) fuse_lowlevel_notify_inval_inode(se, id, 0, 0);
   });
@@ -1132,10 +1136,10 @@ int MountMain(int argc, char** argv) {
   // Before the unmount closes /dev/fuse (its thread writes there). Write-backs still queued are
   // answered without one: nobody serves their WRITEs any more. Their answers run shell calls
   // that may still notify the sink, so it goes only after the thread.
-  // A thread of ours still inside the kernel waiting on a request nobody serves any more (a
-  // write-back, the stop's syncfs) is released by aborting the connection: exiting would not
-  // release it, and the mount's users would hang with it.
-  if (!inval.StopWithin(std::chrono::seconds(2)) || terminator.drain_pending()) {
+  // A thread of ours still inside the kernel waiting on a write-back nobody serves any more is
+  // released by aborting the connection: exiting would not release it, and the mount's users
+  // would hang with it.
+  if (!inval.StopWithin(std::chrono::seconds(2))) {
     std::string why;
     if (!device || !AbortConnection(device->FuseConnection(), &why))
       std::fprintf(stderr, "permfs mount: cannot abort the FUSE connection%s%s; waiting\n",
@@ -1145,7 +1149,6 @@ int MountMain(int argc, char** argv) {
                    "on a write-back nobody serves\n");
   }
   inval.Join();
-  terminator.WaitForDrain();
   sh.set_invalidation_sink(nullptr);
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);

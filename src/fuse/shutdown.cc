@@ -7,21 +7,14 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <memory>
-#include <mutex>
 
 namespace permfs::fuse {
 namespace {
 
 constexpr char kFusectl[] = "/sys/fs/fuse/connections";
-// How long a stop request waits for the kernel to write its dirty pages back.
-constexpr auto kDrainBound = std::chrono::seconds(30);
 
 int g_stop_fd = -1;  // write end of the Terminator's pipe
 
@@ -35,12 +28,6 @@ void OnStopSignal(int) {
 void OnPoke(int) {}  // only interrupts the session loop's wait
 
 }  // namespace
-
-struct Terminator::DrainState {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-};
 
 bool AbortConnection(unsigned conn, std::string* why) {
   const std::string path = std::string(kFusectl) + "/" + std::to_string(conn) + "/abort";
@@ -90,11 +77,9 @@ Terminator::~Terminator() {
     if (fd >= 0) close(fd);
 }
 
-void Terminator::Start(fuse_session* se, const std::string& mountpoint,
-                       std::function<void()> write_back) {
+void Terminator::Start(fuse_session* se, std::function<void()> write_back) {
   if (pipe_[0] < 0) return;
   se_ = se;
-  mountpoint_ = mountpoint;
   write_back_ = std::move(write_back);
   loop_thread_ = pthread_self();
   thread_ = std::thread([this] { Run(); });
@@ -112,8 +97,7 @@ void Terminator::Run() {
   while (read(pipe_[0], &c, 1) < 0 && errno == EINTR) {
   }
   if (c == 0 || loop_ended_.load()) return;
-  signalled_.store(true);
-  DrainKernelCache();
+  if (write_back_) write_back_();
   fuse_session_exit(se_);
   // The loop thread waits on a semaphore that only a request or a signal wakes; a signal that
   // lands just before the wait is lost, so keep poking until the loop has returned.
@@ -121,42 +105,6 @@ void Terminator::Run() {
     pthread_kill(loop_thread_, SIGUSR2);
     for (int i = 0; i < 10 && !loop_ended_.load(); ++i) usleep(10000);
   }
-}
-
-void Terminator::DrainKernelCache() {
-  // On a helper thread: if the kernel never answers, the stop goes ahead without it and the
-  // backstop (AbortConnection after the loop) releases the helper.
-  auto shared = std::make_shared<DrainState>();
-  drain_ = shared;
-  std::thread([shared, mp = mountpoint_, write_back = write_back_] {
-    const int fd = open(mp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || syncfs(fd) != 0)
-      std::fprintf(stderr, "permfs mount: syncfs of %s at the stop: %s\n", mp.c_str(),
-                   strerror(errno));
-    if (fd >= 0) close(fd);
-    if (write_back) write_back();
-    std::lock_guard<std::mutex> l(shared->mu);
-    shared->done = true;
-    shared->cv.notify_all();
-  }).detach();
-  std::unique_lock<std::mutex> l(shared->mu);
-  if (!shared->cv.wait_for(l, kDrainBound, [&] { return shared->done; }))
-    std::fprintf(stderr, "permfs mount: the kernel did not write its cached pages back in %llds; "
-                 "stopping without them\n", static_cast<long long>(kDrainBound.count()));
-}
-
-void Terminator::WaitForDrain() const {
-  std::shared_ptr<DrainState> shared = drain_;
-  if (!shared) return;
-  std::unique_lock<std::mutex> l(shared->mu);
-  shared->cv.wait(l, [&] { return shared->done; });
-}
-
-bool Terminator::drain_pending() const {
-  std::shared_ptr<DrainState> shared = drain_;
-  if (!shared) return false;
-  std::lock_guard<std::mutex> l(shared->mu);
-  return !shared->done;
 }
 
 }  // namespace permfs::fuse

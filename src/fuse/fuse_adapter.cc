@@ -50,8 +50,8 @@ struct MountState;
 // "Soon" attribute invalidations of a node are sent at most once a second: the first at once,
 // later ones at the end of that second, merged. WriteBackThen() invalidates a file's page cache,
 // which makes the kernel write its dirty pages back first (as WRITEs the session's threads
-// serve) and returns once they are answered, then runs a continuation; once stopping, only the
-// continuation runs (the session loop has ended: nobody would serve those WRITEs).
+// serve) and returns once they are answered, then runs a continuation; once the session has
+// exited, only the continuation runs (nobody would serve those WRITEs).
 class Invalidator final : public shell::InvalidationSink {
  public:
   void Start(fuse_session* se) {
@@ -122,7 +122,6 @@ class Invalidator final : public shell::InvalidationSink {
       }
       std::deque<Item> batch;
       batch.swap(q_);
-      const bool stopping = stop_;
       l.unlock();
       const Clock::time_point now = Clock::now();
       for (Item& it : batch) {
@@ -137,8 +136,9 @@ class Invalidator final : public shell::InvalidationSink {
             SendAttrs(it.node, now);
             break;
           case Kind::kWriteBack:
-            // Once the loop has ended nobody serves the WRITEs of the write-back.
-            if (!stopping && !fuse_session_exited(se_))
+            // Once the loop has ended (the session has exited before the loop returns, and
+            // before Stop) nobody serves the WRITEs of the write-back.
+            if (!fuse_session_exited(se_))
               fuse_lowlevel_notify_inval_inode(se_, it.node, 0, 0);
             it.then();
             break;

@@ -132,6 +132,18 @@ Result<std::string> Filesystem::ReadRecord(std::uint64_t ino, std::uint64_t inde
   return buf;
 }
 
+std::uint64_t Filesystem::PlacementAfter(std::uint64_t ino, std::uint64_t index) noexcept {
+  if (index == 0) return 0;
+  ReadView view(vol_->meta());
+  std::string value;
+  if (!chunks_.Get(view, Slice(ChunkKey(ino, index - 1)), &value).ok()) return 0;
+  auto e = ChunkMapEntry::Decode(reinterpret_cast<const std::uint8_t*>(value.data()),
+                                 value.size(), rs_);
+  if (!e.ok()) return 0;  // only a hint: the read path reports a damaged map
+  auto loc = store_.Locate(view, e->id);
+  return loc.ok() ? loc->block + loc->block_count : 0;
+}
+
 // Commits whole records in one transaction; caller holds the stripe lock. The size becomes
 // `exact_size` if it is not ~0, else at least `min_size`.
 Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
@@ -144,15 +156,23 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
   for (int attempt = 0;; ++attempt) {
     std::vector<store::PreparedChunk> prepared(n);
     Status st;
+    // A file's records go one after another on the device, so a sequential read is sequential
+    // I/O (and a host's readahead on an image file helps instead of fetching other files' data).
+    std::uint64_t near = n > 0 ? PlacementAfter(ino, recs[0].index) : 0;
     for (std::size_t i = 0; i < n && st.ok(); ++i) {
       if (recs[i].len > rs) {
         st = Status::InvalidArgument("record larger than the record size");
         break;
       }
       if (recs[i].len == 0 || IsAllZero(recs[i].data, recs[i].len)) continue;  // a hole
-      auto p = store->Prepare(recs[i].data, recs[i].len, privileged);
-      if (!p.ok()) st = p.status();
-      else prepared[i] = std::move(*p);
+      if (i > 0 && recs[i].index != recs[i - 1].index + 1) near = PlacementAfter(ino, recs[i].index);
+      auto p = store->Prepare(recs[i].data, recs[i].len, privileged, near);
+      if (!p.ok()) {
+        st = p.status();
+      } else {
+        if (p->extent.count > 0) near = p->extent.end();
+        prepared[i] = std::move(*p);
+      }
     }
     if (st.ok()) {
       auto t = vol->meta()->Begin();

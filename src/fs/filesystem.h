@@ -214,6 +214,9 @@ class Filesystem {
   // Unmaps records [first, last) of `ino` in several transactions (the one path behind
   // truncate, punch hole and reclaim).
   Status UnmapRecords(std::uint64_t ino, std::uint64_t first, std::uint64_t last) noexcept;
+  // Where a new chunk for record `index` of `ino` should go: the block after the chunk of
+  // record index-1 (0, "anywhere", when there is none). Caller holds the stripe lock.
+  std::uint64_t PlacementAfter(std::uint64_t ino, std::uint64_t index) noexcept;
   Status CommitRecordsLocked(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
                              std::uint64_t min_size, std::uint64_t exact_size, bool touch,
                              bool privileged = false) noexcept;

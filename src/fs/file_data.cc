@@ -158,14 +158,17 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
     Status st;
     // A file's records go one after another on the device, so a sequential read is sequential
     // I/O (and a host's readahead on an image file helps instead of fetching other files' data).
-    std::uint64_t near = n > 0 ? PlacementAfter(ino, recs[0].index) : 0;
+    // `near` is where record `near_for` goes; a run of records (holes included) continues it.
+    std::uint64_t near = 0, near_for = ~0ull;
     for (std::size_t i = 0; i < n && st.ok(); ++i) {
       if (recs[i].len > rs) {
         st = Status::InvalidArgument("record larger than the record size");
         break;
       }
+      const bool in_run = recs[i].index == near_for;
+      near_for = recs[i].index + 1;
       if (recs[i].len == 0 || IsAllZero(recs[i].data, recs[i].len)) continue;  // a hole
-      if (i > 0 && recs[i].index != recs[i - 1].index + 1) near = PlacementAfter(ino, recs[i].index);
+      if (!in_run) near = PlacementAfter(ino, recs[i].index);
       auto p = store->Prepare(recs[i].data, recs[i].len, privileged, near);
       if (!p.ok()) {
         st = p.status();

@@ -199,37 +199,25 @@ TEST_F(FsFixture, FileRecordsArePlacedInOrder) {
     if (i == 8) continue;                                       // a hole at record 8
     ASSERT_TRUE(WriteStr(b->ino, i * kRs, record(2, i)).ok());  // one record per call
   }
-  std::map<std::string, store::ChunkLocation> where;  // by content id
   {
     journal::ReadView view(vol_->meta());
-    ASSERT_TRUE(fs_->chunks()
-                    ->ForEach(view,
-                              [](void* m, const store::ChunkLocation& loc) {
-                                auto* w =
-                                    static_cast<std::map<std::string, store::ChunkLocation>*>(m);
-                                (*w)[std::string(reinterpret_cast<const char*>(loc.id.bytes),
-                                                 sizeof loc.id.bytes)] = loc;
-                                return true;
-                              },
-                              &where)
-                    .ok());
-  }
-  auto loc = [&](int file, int i) {
-    const std::string r = record(file, i);
-    const store::ChunkId id = Sha256(reinterpret_cast<const std::uint8_t*>(r.data()), r.size());
-    auto it = where.find(std::string(reinterpret_cast<const char*>(id.bytes), sizeof id.bytes));
-    EXPECT_NE(it, where.end());
-    return it == where.end() ? store::ChunkLocation{} : it->second;
-  };
-  for (int file : {1, 2}) {
-    store::ChunkLocation prev = loc(file, 0);
-    for (int i = 1; i < 16; ++i) {
-      if (file == 2 && i == 8) continue;
-      const store::ChunkLocation cur = loc(file, i);
-      if (!(file == 2 && i == 9)) {
-        EXPECT_EQ(cur.block, prev.block + prev.block_count) << "file " << file << " record " << i;
+    auto loc = [&](int file, int i) {  // chunks are named by their content
+      const std::string r = record(file, i);
+      auto l = fs_->chunks()->Locate(
+          view, Sha256(reinterpret_cast<const std::uint8_t*>(r.data()), r.size()));
+      EXPECT_TRUE(l.ok()) << "file " << file << " record " << i;
+      return l.ok() ? *l : store::ChunkLocation{};
+    };
+    for (int file : {1, 2}) {
+      store::ChunkLocation prev = loc(file, 0);
+      for (int i = 1; i < 16; ++i) {
+        if (file == 2 && i == 8) continue;
+        const store::ChunkLocation cur = loc(file, i);
+        if (!(file == 2 && i == 9)) {
+          EXPECT_EQ(cur.block, prev.block + prev.block_count) << "file " << file << " record " << i;
+        }
+        prev = cur;
       }
-      prev = cur;
     }
   }
   EXPECT_EQ(ReadAll(a->ino), all);

@@ -232,13 +232,15 @@ bool Allocator::TryReserveInShard(Shard& s, std::uint32_t, std::uint64_t want,
 }
 
 Result<Extent> Allocator::Reserve(std::uint64_t want, std::uint64_t min, std::uint64_t hint,
-                                  bool privileged) noexcept {
+                                  Draw draw) noexcept {
   if (want == 0 || min == 0 || min > want) return Status::InvalidArgument("bad reservation size");
-  if (!privileged) {
+  if (draw != Draw::kPrivileged) {
     const std::int64_t avail = avail_total_.load(std::memory_order_relaxed);
     const std::int64_t floor = static_cast<std::int64_t>(reserve_blocks_);
-    if (avail - static_cast<std::int64_t>(min) < floor) return Status::NoSpace();
-    if (avail - static_cast<std::int64_t>(want) < floor) want = static_cast<std::uint64_t>(avail - floor);
+    std::int64_t room = avail - floor;
+    if (draw == Draw::kOrdinary) room -= promised_.load(std::memory_order_relaxed);
+    if (room < static_cast<std::int64_t>(min)) return Status::NoSpace();
+    if (room < static_cast<std::int64_t>(want)) want = static_cast<std::uint64_t>(room);
   }
   const std::uint32_t n = sb_.shard_count;
   std::uint32_t first;
@@ -331,7 +333,10 @@ Status Allocator::CommitReserved(WriteTxn& txn, const Extent& e) noexcept {
 
 Result<Extent> Allocator::Allocate(WriteTxn& txn, std::uint64_t want, std::uint64_t min,
                                    std::uint64_t hint) noexcept {
-  PERMFS_ASSIGN_OR_RETURN(Extent e, Reserve(want, min, hint, txn.use_reserve()));
+  const Draw draw = txn.use_reserve()    ? Draw::kPrivileged
+                    : txn.use_promised() ? Draw::kPromised
+                                         : Draw::kOrdinary;
+  PERMFS_ASSIGN_OR_RETURN(Extent e, Reserve(want, min, hint, draw));
   Status st = CommitReserved(txn, e);
   if (!st.ok()) {
     Unreserve(e);
@@ -406,6 +411,24 @@ void Allocator::OnCheckpointed(std::uint64_t seq) noexcept {
   for (const Extent& e : ready) Unreserve(e);
 }
 
+bool Allocator::Promise(std::uint64_t blocks) noexcept {
+  if (blocks == 0) return true;
+  const std::int64_t want = static_cast<std::int64_t>(blocks);
+  std::int64_t cur = promised_.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::int64_t free = avail_total_.load(std::memory_order_relaxed) -
+                              static_cast<std::int64_t>(reserve_blocks_);
+    if (free - cur < want) return false;
+    if (promised_.compare_exchange_weak(cur, cur + want, std::memory_order_relaxed)) return true;
+  }
+}
+
+void Allocator::Unpromise(std::uint64_t blocks) noexcept {
+  const std::int64_t before =
+      promised_.fetch_sub(static_cast<std::int64_t>(blocks), std::memory_order_relaxed);
+  PERMFS_ASSERT(before >= static_cast<std::int64_t>(blocks));
+}
+
 bool Allocator::HasPendingFrees() const noexcept {
   MutexLock l(&pending_mu_);
   return !pending_.empty();
@@ -419,6 +442,7 @@ AllocStats Allocator::stats() const noexcept {
     st.free_blocks += s->disk_free;
     st.available_blocks += s->avail;
   }
+  st.promised_blocks = static_cast<std::uint64_t>(promised_.load(std::memory_order_relaxed));
   MutexLock l(&pending_mu_);
   for (const Pending& p : pending_) st.pending_free_blocks += p.extent.count;
   return st;

@@ -13,6 +13,16 @@
 // (CheckpointListener), so a block is never overwritten while the journal could still replay an
 // older owner into it, and data is never overwritten while committed metadata may point at it.
 //
+// Promises (in memory only): space set aside for data that is not written yet, like delayed
+// allocation — a hot tier's dirty records — so that writing it later cannot fail for space.
+// Promise(n) succeeds when n more blocks are available now beside the reserve and every earlier
+// promise (blocks freed but waiting for a checkpoint do not count: the caller may force one and
+// ask again). Ordinary reservations then leave the promised blocks alone; the promised data and
+// its metadata draw on them (Draw::kPromised). Unpromise(n) hands blocks back once the data's
+// own blocks are committed, or when the data is discarded. A promise never exceeds what is
+// available, and each promised draw stays within its promise, so promised data always finds
+// its blocks.
+//
 // Two-phase allocation for data: Reserve() (in memory, no transaction, per-shard lock) lets the
 // caller write data outside the metadata lock; CommitReserved() then records it in a transaction.
 // Metadata blocks use Allocate() (both steps inside the transaction). Every journaled change
@@ -40,11 +50,19 @@ struct Extent {
   friend bool operator==(const Extent&, const Extent&) = default;
 };
 
+// Which free space a reservation may draw on.
+enum class Draw : std::uint8_t {
+  kOrdinary,    // neither the reserve nor promised blocks
+  kPromised,    // data that was promised space, and its metadata: promised blocks too
+  kPrivileged,  // space-freeing operations: promised blocks and the reserve
+};
+
 struct AllocStats {
   std::uint64_t total_blocks = 0;    // blocks inside shards (data + bitmaps)
   std::uint64_t free_blocks = 0;     // free on disk (what statfs reports)
   std::uint64_t available_blocks = 0;  // free and reusable right now
   std::uint64_t pending_free_blocks = 0;  // freed, waiting for a checkpoint
+  std::uint64_t promised_blocks = 0;      // promised to data not written yet
 };
 
 class Allocator final : public journal::CheckpointListener {
@@ -63,22 +81,27 @@ class Allocator final : public journal::CheckpointListener {
 
   // Finds a run of between `min` and `want` free blocks, near `hint` when possible, and marks it
   // reserved in memory. NoSpace if no run of `min` blocks is available.
-  // Unless `privileged`, the last reserve_blocks() blocks are refused (NoSpace): they are kept
-  // for operations that free space, which must succeed on a full volume.
+  // Unless kPrivileged, the last reserve_blocks() blocks are refused (NoSpace): they are kept
+  // for operations that free space, which must succeed on a full volume. A kOrdinary draw also
+  // leaves the promised blocks alone.
   Result<Extent> Reserve(std::uint64_t want, std::uint64_t min, std::uint64_t hint,
-                         bool privileged = false) noexcept;
+                         Draw draw = Draw::kOrdinary) noexcept;
   std::uint64_t reserve_blocks() const noexcept { return reserve_blocks_; }
   void Unreserve(const Extent& e) noexcept;
   // Records a reserved extent as used in the on-disk bitmaps (inside `txn`). On abort the
   // reservation stays with the caller.
   Status CommitReserved(journal::WriteTxn& txn, const Extent& e) noexcept;
-  // Reserve + CommitReserved; an abort of `txn` releases the reservation too. Privileged when
-  // txn.use_reserve().
+  // Reserve + CommitReserved; an abort of `txn` releases the reservation too. kPrivileged when
+  // txn.use_reserve(), else kPromised when txn.use_promised().
   Result<Extent> Allocate(journal::WriteTxn& txn, std::uint64_t want, std::uint64_t min,
                           std::uint64_t hint) noexcept;
   // Marks the extent free on disk (inside `txn`); reusable after the next checkpoint.
   // Corruption if any block of it is not allocated (double free).
   Status Free(journal::WriteTxn& txn, const Extent& e) noexcept;
+
+  // See "Promises" above. Promise is all or nothing: false (nothing promised) if it does not fit.
+  [[nodiscard]] bool Promise(std::uint64_t blocks) noexcept;
+  void Unpromise(std::uint64_t blocks) noexcept;
 
   // True if the block is inside a shard's data area (not a bitmap, not outside shards).
   bool IsDataBlock(std::uint64_t blockno) const noexcept;
@@ -122,6 +145,7 @@ class Allocator final : public journal::CheckpointListener {
   std::atomic<std::uint32_t> next_shard_{0};
   std::atomic<std::int64_t> avail_total_{0};  // sum of the shards' available blocks
   std::uint64_t reserve_blocks_ = 0;
+  std::atomic<std::int64_t> promised_{0};
   mutable Mutex pending_mu_;
   std::vector<Pending> pending_ PERMFS_GUARDED_BY(pending_mu_);
 };

@@ -148,7 +148,7 @@ std::uint64_t Filesystem::PlacementAfter(std::uint64_t ino, std::uint64_t index)
 // `exact_size` if it is not ~0, else at least `min_size`.
 Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
                                        std::uint64_t min_size, std::uint64_t exact_size,
-                                       bool touch, bool privileged) noexcept {
+                                       bool touch, alloc::Draw draw) noexcept {
   volume::Volume* vol = vol_;
   store::ChunkStore* store = &store_;
   btree::BTree* chunks = &chunks_;
@@ -169,7 +169,7 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
       near_for = recs[i].index + 1;
       if (recs[i].len == 0 || IsAllZero(recs[i].data, recs[i].len)) continue;  // a hole
       if (!in_run) near = PlacementAfter(ino, recs[i].index);
-      auto p = store->Prepare(recs[i].data, recs[i].len, privileged, near);
+      auto p = store->Prepare(recs[i].data, recs[i].len, draw, near);
       if (!p.ok()) {
         st = p.status();
       } else {
@@ -182,7 +182,8 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
       if (!t.ok()) {
         st = t.status();
       } else {
-        t->set_use_reserve(privileged);
+        t->set_use_reserve(draw == alloc::Draw::kPrivileged);
+        t->set_use_promised(draw == alloc::Draw::kPromised);
         st = [&]() -> Status {
           PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(*t, ino));
           if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
@@ -238,10 +239,31 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
 }
 
 Status Filesystem::WriteRecords(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
-                                std::uint64_t min_size, bool touch_mtime) noexcept {
+                                std::uint64_t min_size, bool touch_mtime, bool promised) noexcept {
   if (min_size > kMaxFileSize) return Status(Code::kFileTooBig, "file too large");
   ExclusiveLock l(InodeLock(ino));
-  return CommitRecordsLocked(ino, recs, n, min_size, ~0ull, touch_mtime);
+  return CommitRecordsLocked(ino, recs, n, min_size, ~0ull, touch_mtime,
+                             promised ? alloc::Draw::kPromised : alloc::Draw::kOrdinary);
+}
+
+// A record's chunk, plus one block for the chunk-map and chunk-index entries that come with it
+// (a leaf holds dozens of entries, so one block per record covers the splits a batch causes).
+std::uint64_t Filesystem::RecordPromiseBlocks(std::uint64_t len) const noexcept {
+  const std::uint64_t bs = vol_->sb().block_size;
+  return (len + bs - 1) / bs + 1;
+}
+
+bool Filesystem::PromiseBlocks(std::uint64_t blocks) noexcept {
+  alloc::Allocator* a = vol_->allocator();
+  if (a->Promise(blocks)) return true;
+  // Space freed by committed transactions becomes available at a checkpoint (a file deleted to
+  // make room): take one and ask again. The caller holds no ReadView or WriteTxn.
+  if (!a->HasPendingFrees() || !vol_->meta()->SyncAndCheckpoint().ok()) return false;
+  return a->Promise(blocks);
+}
+
+void Filesystem::UnpromiseBlocks(std::uint64_t blocks) noexcept {
+  if (blocks > 0) vol_->allocator()->Unpromise(blocks);
 }
 
 Status Filesystem::Write(std::uint64_t ino, std::uint64_t off, const std::uint8_t* data,
@@ -373,7 +395,7 @@ Status Filesystem::TrimPartialRecord(std::uint64_t ino, std::uint64_t size) noex
   PERMFS_ASSIGN_OR_RETURN(std::string tail, ReadRecord(ino, index, size));
   tail.resize(static_cast<std::size_t>(within));
   RecordWrite rec{index, reinterpret_cast<const std::uint8_t*>(tail.data()), tail.size()};
-  return CommitRecordsLocked(ino, &rec, 1, 0, ~0ull, false, /*privileged=*/true);
+  return CommitRecordsLocked(ino, &rec, 1, 0, ~0ull, false, alloc::Draw::kPrivileged);
 }
 
 Status Filesystem::FinishTruncate(std::uint64_t ino) noexcept {
@@ -432,7 +454,7 @@ Status Filesystem::ZeroRange(std::uint64_t ino, std::uint64_t off, std::uint64_t
       recs[i].data = reinterpret_cast<const std::uint8_t*>(bufs[i].data());
       recs[i].len = bufs[i].size();
     }
-    PERMFS_RETURN_IF_ERROR(CommitRecordsLocked(ino, recs.data(), recs.size(), 0, ~0ull, true, /*privileged=*/true));
+    PERMFS_RETURN_IF_ERROR(CommitRecordsLocked(ino, recs.data(), recs.size(), 0, ~0ull, true, alloc::Draw::kPrivileged));
     // Whole records inside the range become holes.
     const std::uint64_t full_first = (off + rs_ - 1) / rs_;
     const std::uint64_t full_last = data_end / rs_;

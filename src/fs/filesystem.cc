@@ -566,13 +566,14 @@ Result<StatfsInfo> Filesystem::Statfs() noexcept {
   alloc::AllocStats a = vol_->allocator()->stats();
   s.block_size = sb.block_size;
   s.total_blocks = sb.block_count;
-  s.free_blocks = a.free_blocks;
-  s.available_blocks = a.free_blocks;
+  // Blocks promised to data not written yet count as used, as they will be.
+  s.free_blocks = a.free_blocks > a.promised_blocks ? a.free_blocks - a.promised_blocks : 0;
+  s.available_blocks = s.free_blocks;
   ReadView view(vol_->meta());
   PERMFS_ASSIGN_OR_RETURN(std::uint64_t inodes, vol_->roots()->GetCounter(view, format::kCounterInodes));
   // Inodes are not preallocated: each needs about one B+tree entry, so the free-inode figure is
   // what the free space could hold.
-  s.free_inodes = a.free_blocks * (sb.block_size / 256);
+  s.free_inodes = s.free_blocks * (sb.block_size / 256);
   s.total_inodes = inodes + s.free_inodes;
   return s;
 }

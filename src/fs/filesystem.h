@@ -158,8 +158,15 @@ class Filesystem {
     const std::uint8_t* data;
     std::size_t len;
   };
+  // `promised`: the records' space was promised (PromiseBlocks), so they may use promised blocks.
   Status WriteRecords(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
-                      std::uint64_t min_size, bool touch_mtime = true) noexcept;
+                      std::uint64_t min_size, bool touch_mtime = true,
+                      bool promised = false) noexcept;
+  // Space for data not written yet (alloc::Allocator, "Promises"): the blocks a record of `len`
+  // bytes may need when it is written (its chunk and a share of the metadata that maps it).
+  std::uint64_t RecordPromiseBlocks(std::uint64_t len) const noexcept;
+  [[nodiscard]] bool PromiseBlocks(std::uint64_t blocks) noexcept;
+  void UnpromiseBlocks(std::uint64_t blocks) noexcept;
   Status Truncate(std::uint64_t ino, std::uint64_t size) noexcept;
   Status Fallocate(std::uint64_t ino, std::uint32_t mode, std::uint64_t off,
                    std::uint64_t len) noexcept;
@@ -219,7 +226,7 @@ class Filesystem {
   std::uint64_t PlacementAfter(std::uint64_t ino, std::uint64_t index) noexcept;
   Status CommitRecordsLocked(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
                              std::uint64_t min_size, std::uint64_t exact_size, bool touch,
-                             bool privileged = false) noexcept;
+                             alloc::Draw draw = alloc::Draw::kOrdinary) noexcept;
   // Rewrites the record holding byte `size` so nothing past `size` is stored (idempotent).
   Status TrimPartialRecord(std::uint64_t ino, std::uint64_t size) noexcept;
   Status DeleteKeyRange(std::uint32_t tree, const std::string& from, const std::string& to) noexcept;

@@ -534,20 +534,29 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 }
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
-             fuse_file_info*) {
+             fuse_file_info* fi) {
   if (ReadOnlyReply(req)) return;
   // FUSE_HANDLE_KILLPRIV_V2: every write loses security.capability; set-user/group-ID bits go
   // when the kernel says the writer lacks CAP_FSETID.
   const shell::KillPrivileges kill = KillFor(req, true, wire::KillSuidgid(), false);
-  Status st = State(req)->shell->write(ino, static_cast<std::uint64_t>(off),
-                                       reinterpret_cast<const std::uint8_t*>(buf), size, kill);
-  if (!st.ok()) return ReplyErr(req, st);
+  auto* m = State(req);
+  Status st = m->shell->write(ino, static_cast<std::uint64_t>(off),
+                              reinterpret_cast<const std::uint8_t*>(buf), size, kill);
+  if (!st.ok()) {
+    // Pages of the writeback cache: write(2) succeeded long ago and close/fsync will report the
+    // error; the kernel keeps the refused bytes cached (and its larger size), so the shell makes
+    // the file match that size and drops the cached pages.
+    if (st.IsNoSpace() && fi->writepage)
+      m->shell->write_refused(ino, static_cast<std::uint64_t>(off), size).IgnoreError();
+    return ReplyErr(req, st);
+  }
   fuse_reply_write(req, size);
 }
 
-void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  ReplyErr(req, State(req)->shell->flush(ino));
-}
+// No FLUSH handler: libfuse answers ENOSYS to the first one and the kernel sends no more, which
+// saves close(2) a round trip. Nothing is left for it: the kernel writes a writeback cache's
+// dirty pages back at close before it would send FLUSH (a refused WRITE fails the close), write()
+// promises the space of what it accepts, and RELEASE promotes the file's dirty records.
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // The kernel wrote the handle's dirty pages back before sending this.
@@ -774,7 +783,6 @@ fuse_lowlevel_ops MakeOps() {
   o.open = OpOpen;
   o.read = OpRead;
   o.write = OpWrite;
-  o.flush = OpFlush;
   o.release = OpRelease;
   o.fsync = OpFsync;
   o.opendir = OpOpendir;

@@ -163,6 +163,7 @@ void MetaStore::Unpin(Entry* e) noexcept {
 WriteTxn::WriteTxn(WriteTxn&& o) noexcept
     : store_(o.store_), seq_(o.seq_), epoch_(o.epoch_), dirty_start_(o.dirty_start_),
       manifest_start_(o.manifest_start_), use_reserve_(o.use_reserve_),
+      use_promised_(o.use_promised_),
       pre_(std::move(o.pre_)), undo_(std::move(o.undo_)), pinned_(std::move(o.pinned_)),
       forgotten_(std::move(o.forgotten_)) {
   o.store_ = nullptr;

@@ -145,6 +145,10 @@ class WriteTxn final : public BlockReader {
   // small reserve, so they still succeed on a full volume.
   void set_use_reserve(bool v) noexcept { use_reserve_ = v; }
   bool use_reserve() const noexcept { return use_reserve_; }
+  // Writing data that was promised space (Allocator::Promise): its metadata may use the
+  // promised blocks too.
+  void set_use_promised(bool v) noexcept { use_promised_ = v; }
+  bool use_promised() const noexcept { return use_promised_; }
 
   Status Commit() noexcept;
   void Abort() noexcept;
@@ -173,6 +177,7 @@ class WriteTxn final : public BlockReader {
   std::size_t dirty_start_ = 0;  // size of the running dirty list when this handle began
   std::size_t manifest_start_ = 0;  // size of the running manifest when this handle began
   bool use_reserve_ = false;
+  bool use_promised_ = false;
   std::vector<PreImage> pre_;
   std::vector<Undo> undo_;
   std::vector<void*> pinned_;

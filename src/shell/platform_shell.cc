@@ -14,6 +14,7 @@ struct PlatformShell::Record {
   bool complete = false;         // data[0, len) is the whole record; else only `valid` sectors
   std::uint64_t valid = 0;       // partial record: bit i = sector i holds current bytes
   std::uint64_t dirtied_ns = 0;
+  std::uint32_t promised = 0;    // blocks promised for this record's chunk (FreeRecord returns them)
 };
 
 struct PlatformShell::Node {
@@ -225,6 +226,8 @@ void PlatformShell::PutBuffer(std::uint8_t* p) noexcept {
 void PlatformShell::FreeRecord(Record* rec) noexcept {
   PutBuffer(rec->data);
   rec->data = nullptr;
+  fs_->UnpromiseBlocks(rec->promised);
+  rec->promised = 0;
   dirty_bytes_.fetch_sub(rs_, std::memory_order_relaxed);
   dirty_records_.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -473,7 +476,7 @@ Status PlatformShell::PromoteLocked(Node* n, Pick pick) noexcept {
       const std::uint64_t e = rw.index * rs_ + rw.len;
       if (e > min_size && e <= size) min_size = e;
     }
-    st = fs_->WriteRecords(id, recs.data(), recs.size(), min_size, true);
+    st = fs_->WriteRecords(id, recs.data(), recs.size(), min_size, true, opt_.promise_space);
     for (std::uint8_t* b : merged) PutBuffer(b);
     merged.clear();
     if (!st.ok()) break;
@@ -507,6 +510,8 @@ Status PlatformShell::PromoteLocked(Node* n, Pick pick) noexcept {
         old.valid |= newer->valid;
         if (newer->len > old.len) old.len = newer->len;
         old.dirtied_ns = newer->dirtied_ns;
+        old.promised += newer->promised;  // covers the merged length
+        newer->promised = 0;
         FreeRecord(newer);
         *newer = old;
       } else {
@@ -539,6 +544,11 @@ Status PlatformShell::OverBudget(Node* current) noexcept {
     first = PromoteLocked(current, Pick::kAll);
   }
   if (dirty_bytes_.load(std::memory_order_relaxed) <= opt_.budget_bytes) return first;
+  PromoteOthers(current, true);
+  return first;
+}
+
+void PlatformShell::PromoteOthers(Node* current, bool until_under_budget) noexcept {
   std::vector<NodeId> ids;
   {
     MutexLock l(&table_mu_);
@@ -547,13 +557,13 @@ Status PlatformShell::OverBudget(Node* current) noexcept {
     });
   }
   for (NodeId id : ids) {
-    if (dirty_bytes_.load(std::memory_order_relaxed) <= opt_.budget_bytes) break;
+    if (until_under_budget && dirty_bytes_.load(std::memory_order_relaxed) <= opt_.budget_bytes)
+      break;
     PERMFS_PIN(n, id, false);
     if (!n) continue;
     MutexLock l(&n->mu);
     PromoteLocked(n, Pick::kAll).IgnoreError();  // a failure is reported to that node's writer
   }
-  return first;
 }
 
 std::size_t PlatformShell::DiscardDirtyLocked(Node* n) noexcept {
@@ -573,6 +583,11 @@ void PlatformShell::DropDirtyLocked(Node* n) noexcept {
   dropped_records_.fetch_add(records, std::memory_order_relaxed);
   PERMFS_LOG(kWarn, "shell: no space for ", records, " dirty records of node ", n->id,
              " at its last close: dropped (ENOSPC was reported)");
+  CommitSizeLocked(n);
+  if (sink_) sink_->InvalidateNode(n->id);
+}
+
+void PlatformShell::CommitSizeLocked(Node* n) noexcept {
   // A size change is metadata only (the journal's reserve); if even that fails, the committed
   // size is what the file has after a remount.
   if (n->attrs_loaded && n->size > n->committed_size) {
@@ -582,7 +597,6 @@ void PlatformShell::DropDirtyLocked(Node* n) noexcept {
     if (fs_->SetAttr(n->id, req).ok()) n->committed_size = n->size;
     else n->attrs_loaded = false;
   }
-  if (sink_) sink_->InvalidateNode(n->id);
 }
 
 // ---- The flusher ---------------------------------------------------------------------------
@@ -754,12 +768,56 @@ Result<std::size_t> PlatformShell::read(NodeId node, std::uint64_t off, std::siz
   return count;
 }
 
+// Blocks promised for one write and not yet handed to its records; the rest goes back.
+class PlatformShell::PromisePool {
+ public:
+  PromisePool(fs::Filesystem* fs, std::uint64_t blocks) noexcept : fs_(fs), blocks_(blocks) {}
+  ~PromisePool() { fs_->UnpromiseBlocks(blocks_); }
+  PromisePool(const PromisePool&) = delete;
+  PromisePool& operator=(const PromisePool&) = delete;
+  // Takes `n` blocks from the pool, promising what it lacks (false if that does not fit).
+  bool Take(std::uint64_t n) noexcept {
+    if (n > blocks_) {
+      if (!fs_->PromiseBlocks(n - blocks_)) return false;
+      blocks_ = n;
+    }
+    blocks_ -= n;
+    return true;
+  }
+
+ private:
+  fs::Filesystem* fs_;
+  std::uint64_t blocks_;
+};
+
+std::uint64_t PlatformShell::PromiseNeeded(Node* n, std::uint64_t off, std::uint64_t end) noexcept {
+  std::uint64_t want = 0;
+  for (std::uint64_t r = off / rs_; r <= (end - 1) / rs_; ++r) {
+    const std::uint64_t rs0 = r * rs_;
+    std::uint64_t len = (end < rs0 + rs_ ? end : rs0 + rs_) - rs0;
+    std::uint64_t have = 0;
+    if (const Record* rec = n->dirty.Find(r)) {
+      if (rec->len > len) len = rec->len;
+      have = rec->promised;
+    }
+    const std::uint64_t base = BaseLen(n, r);  // a partial record is merged with these bytes
+    if (base > len) len = base;
+    const std::uint64_t need = fs_->RecordPromiseBlocks(len);
+    if (need > have) want += need - have;
+  }
+  return want;
+}
+
 Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* data,
                             std::size_t len, const KillPrivileges& kill) noexcept {
   if (off > fs::Filesystem::kMaxFileSize || len > fs::Filesystem::kMaxFileSize - off)
     return Status(Code::kFileTooBig, "file too large");
   PERMFS_PIN(n, node, true);
-  {
+  // Space first, promised before any byte changes. When it does not fit, this node's records
+  // are promoted (they may need less than promised: dedupe, holes, chunks they replace), then
+  // every node's, and only then is the write refused.
+  for (int attempt = 0;; ++attempt) {
+    if (attempt == 2) PromoteOthers(n, false);
     MutexLock l(&n->mu);
     if (!n->deferred.ok()) {
       Status st = n->deferred;
@@ -770,68 +828,29 @@ Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* 
     if (fs::IsDir(n->mode)) return Status(Code::kIsDirectory, "is a directory");
     if (!fs::IsRegular(n->mode)) return Status::InvalidArgument("not a regular file");
     if (len == 0) return Status();
-    if (kill.any()) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill));
-    const std::uint64_t end = off + len;
-    const std::uint64_t now = port::MonotonicNanos();
-    for (std::uint64_t r = off / rs_; r <= (end - 1) / rs_; ++r) {
-      const std::uint64_t rs0 = r * rs_;
-      const std::uint64_t lo = (off > rs0 ? off : rs0) - rs0;
-      const std::uint64_t hi = (end < rs0 + rs_ ? end : rs0 + rs_) - rs0;
-      // CompleteRecord may wait for a promotion, which may take this record meanwhile: retry.
-      Record* rec = nullptr;
-      for (;;) {
-        rec = n->dirty.Find(r);
-        if (!rec) {
-          Record nr;
-          nr.data = GetBuffer();
-          if (!nr.data) return Status::NoMemory();
-          // Bytes a record does not define are zero; the ones this write covers are copied below.
-          FillBytes(nr.data, 0, static_cast<std::size_t>(lo));
-          FillBytes(nr.data + hi, 0, static_cast<std::size_t>(rs_ - hi));
-          // Complete when nothing lies below it or this write covers all of that; otherwise
-          // partial: the bytes below are merged at promotion, not read now.
-          const std::uint64_t base = BaseLen(n, r);
-          nr.complete = base == 0 || (lo == 0 && hi >= base);
-          nr.valid = nr.complete ? all_valid_ : 0;
-          n->dirty.Insert(r, nr);
-          rec = n->dirty.Find(r);
-          dirty_bytes_.fetch_add(rs_, std::memory_order_relaxed);
-          dirty_records_.fetch_add(1, std::memory_order_relaxed);
-          n->dirty_count.store(n->dirty.size() + n->flight.size(), std::memory_order_release);
-        }
-        if (rec->complete) break;
-        // A sector the write covers only in part keeps its other bytes: zeros if they lie past
-        // everything below, else the record must be completed first.
-        const std::uint64_t s_lo = lo / ss_, s_hi = (hi - 1) / ss_;
-        const std::uint64_t base = BaseLen(n, r);
-        bool need = false;
-        for (std::uint64_t sec : {s_lo, s_hi}) {
-          const std::uint64_t a = sec * ss_, b = a + ss_;
-          const bool whole = lo <= a && hi >= b;
-          if (!whole && !(rec->valid & (1ull << sec)) && a < base) need = true;
-        }
-        if (need) {
-          PERMFS_RETURN_IF_ERROR(CompleteRecord(n, r));
-          continue;
-        }
-        const std::uint64_t nbits = s_hi - s_lo + 1;
-        const std::uint64_t bits = nbits >= 64 ? ~0ull : ((1ull << nbits) - 1) << s_lo;
-        rec->valid |= bits & all_valid_;
-        // Every sector held: each one below the base was written whole, so the record now
-        // defines all of its bytes.
-        if (rec->valid == all_valid_) rec->complete = true;
-        break;
+    const std::uint64_t want = opt_.promise_space ? PromiseNeeded(n, off, off + len) : 0;
+    if (want > 0 && !fs_->PromiseBlocks(want)) {
+      if (attempt == 2) {
+        refused_writes_.fetch_add(1, std::memory_order_relaxed);
+        return Status(Code::kNoSpace, "no space for the data of this write");
       }
-      CopyBytes(rec->data + lo, data + (rs0 + lo - off), static_cast<std::size_t>(hi - lo));
-      if (hi > rec->len) rec->len = static_cast<std::uint32_t>(hi);
-      rec->dirtied_ns = now;
+      if (attempt == 0) {
+        Status st = PromoteLocked(n, Pick::kAll);
+        if (!st.ok()) {
+          n->deferred = Status();  // reported now
+          return st;
+        }
+      }
+      continue;
     }
-    if (end > n->size) n->size = end;
-    n->mtime_ns = port::WallClockNanos();
+    PromisePool pool(fs_, want);
+    if (kill.any()) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill));
+    PERMFS_RETURN_IF_ERROR(WriteLocked(n, off, data, len, &pool));
     if (opt_.sync_writes) {
       PERMFS_RETURN_IF_ERROR(PromoteLocked(n, Pick::kAll));
       PERMFS_RETURN_IF_ERROR(fs_->Sync());
     }
+    break;
   }
   // Over budget: promote this node now; if even that fails the write reports it (the data stays
   // in the hot tier), so a full device cannot make memory grow without bound.
@@ -841,6 +860,110 @@ Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* 
     n->deferred = Status();
     return st;
   }
+  return Status();
+}
+
+Status PlatformShell::WriteLocked(Node* n, std::uint64_t off, const std::uint8_t* data,
+                                  std::size_t len, PromisePool* pool) noexcept {
+  const std::uint64_t end = off + len;
+  const std::uint64_t now = port::MonotonicNanos();
+  // Bytes copied so far: a failure part way still covers them with the size (a record never
+  // holds bytes past the size, which a later extension would otherwise expose).
+  std::uint64_t done = off;
+  const auto fail = [&](Status st) {
+    if (done > n->size) n->size = done;
+    if (done > off) n->mtime_ns = port::WallClockNanos();
+    return st;
+  };
+  for (std::uint64_t r = off / rs_; r <= (end - 1) / rs_; ++r) {
+    const std::uint64_t rs0 = r * rs_;
+    const std::uint64_t lo = (off > rs0 ? off : rs0) - rs0;
+    const std::uint64_t hi = (end < rs0 + rs_ ? end : rs0 + rs_) - rs0;
+    // CompleteRecord may wait for a promotion, which may take this record meanwhile: retry.
+    Record* rec = nullptr;
+    for (;;) {
+      rec = n->dirty.Find(r);
+      if (!rec) {
+        Record nr;
+        nr.data = GetBuffer();
+        if (!nr.data) return fail(Status::NoMemory());
+        // Bytes a record does not define are zero; the ones this write covers are copied below.
+        FillBytes(nr.data, 0, static_cast<std::size_t>(lo));
+        FillBytes(nr.data + hi, 0, static_cast<std::size_t>(rs_ - hi));
+        // Complete when nothing lies below it or this write covers all of that; otherwise
+        // partial: the bytes below are merged at promotion, not read now.
+        const std::uint64_t base = BaseLen(n, r);
+        nr.complete = base == 0 || (lo == 0 && hi >= base);
+        nr.valid = nr.complete ? all_valid_ : 0;
+        n->dirty.Insert(r, nr);
+        rec = n->dirty.Find(r);
+        dirty_bytes_.fetch_add(rs_, std::memory_order_relaxed);
+        dirty_records_.fetch_add(1, std::memory_order_relaxed);
+        n->dirty_count.store(n->dirty.size() + n->flight.size(), std::memory_order_release);
+      }
+      if (rec->complete) break;
+      // A sector the write covers only in part keeps its other bytes: zeros if they lie past
+      // everything below, else the record must be completed first.
+      const std::uint64_t s_lo = lo / ss_, s_hi = (hi - 1) / ss_;
+      const std::uint64_t base = BaseLen(n, r);
+      bool need = false;
+      for (std::uint64_t sec : {s_lo, s_hi}) {
+        const std::uint64_t a = sec * ss_, b = a + ss_;
+        const bool whole = lo <= a && hi >= b;
+        if (!whole && !(rec->valid & (1ull << sec)) && a < base) need = true;
+      }
+      if (need) {
+        if (Status st = CompleteRecord(n, r); !st.ok()) return fail(st);
+        continue;
+      }
+      const std::uint64_t nbits = s_hi - s_lo + 1;
+      const std::uint64_t bits = nbits >= 64 ? ~0ull : ((1ull << nbits) - 1) << s_lo;
+      rec->valid |= bits & all_valid_;
+      // Every sector held: each one below the base was written whole, so the record now
+      // defines all of its bytes.
+      if (rec->valid == all_valid_) rec->complete = true;
+      break;
+    }
+    if (opt_.promise_space) {
+      // The record's promise grows to what it will store. The pool holds that normally; a
+      // promotion that took the record while CompleteRecord waited may make it promise more.
+      std::uint64_t stored = hi > rec->len ? hi : rec->len;
+      const std::uint64_t base = BaseLen(n, r);
+      if (base > stored) stored = base;
+      const std::uint64_t need = fs_->RecordPromiseBlocks(stored);
+      if (need > rec->promised) {
+        if (!pool->Take(need - rec->promised)) {
+          refused_writes_.fetch_add(1, std::memory_order_relaxed);
+          return fail(Status(Code::kNoSpace, "no space for the data of this write"));
+        }
+        rec->promised = static_cast<std::uint32_t>(need);
+      }
+    }
+    CopyBytes(rec->data + lo, data + (rs0 + lo - off), static_cast<std::size_t>(hi - lo));
+    if (hi > rec->len) rec->len = static_cast<std::uint32_t>(hi);
+    rec->dirtied_ns = now;
+    done = rs0 + hi;
+  }
+  if (end > n->size) n->size = end;
+  n->mtime_ns = port::WallClockNanos();
+  return Status();
+}
+
+Status PlatformShell::write_refused(NodeId node, std::uint64_t off, std::size_t len) noexcept {
+  PERMFS_PIN(n, node, false);
+  if (!n) return Status();
+  {
+    MutexLock l(&n->mu);
+    PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(n));
+    if (!fs::IsRegular(n->mode)) return Status();
+    if (off + len > n->size) {
+      n->size = off + len;
+      CommitSizeLocked(n);
+    }
+  }
+  PERMFS_LOG(kWarn, "shell: no space for ", len, " bytes at ", off, " of node ", node,
+             " already accepted by the platform's cache: not stored (ENOSPC reported)");
+  if (sink_) sink_->InvalidateNode(node);
   return Status();
 }
 
@@ -1325,6 +1448,7 @@ ShellStats PlatformShell::stats() const noexcept {
   s.partial_merges = partial_merges_.load();
   s.dropped_records = dropped_records_.load();
   s.sync_completions = sync_completions_.load();
+  s.refused_writes = refused_writes_.load();
   s.dirty_bytes = dirty_bytes_.load();
   s.dirty_records = dirty_records_.load();
   s.promotions = promotions_.load();

@@ -22,8 +22,17 @@
 // set into the node's in-flight set and hashes, writes and commits them with no shell lock
 // held: reads and writes of the node go on meanwhile (reads see in-flight data; a write to an
 // in-flight record starts a new dirty record over it). One promotion runs per node at a time.
-// A promotion that fails (no space, I/O error) keeps the dirty data and reports the error at the
-// next write/flush/fsync of that node.
+// Space is promised at write(): a dirty record holds a promise (fs::Filesystem::PromiseBlocks)
+// of the blocks its chunk will need, taken before any byte of the write changes, and handed back
+// when the record is promoted or discarded. A write whose records do not fit promotes this
+// node's records, then every node's (dedupe and overwrites may need less than promised), and is
+// refused with ENOSPC if they still do not fit: so a full volume fails the write(2), not a later
+// close or fsync. A platform that accepted the bytes already (a writeback cache) reports the
+// refusal through write_refused(). A promise counts blocks, and a chunk needs its blocks in one
+// run: on a nearly full volume whose free space is fragmented into runs shorter than a record
+// (records of many sizes rewritten), a promotion can still find no room. A promotion that fails
+// (that, or an I/O error) keeps the dirty data and reports the error at the next
+// write/flush/fsync of that node.
 //
 // Per-call contracts (errors are Status values; ToErrno() gives the errno):
 //   lookup(parent, name)         -> attributes; +1 lookup reference on the node (see forget)
@@ -31,7 +40,8 @@
 //                                   reclaimed: by the flusher if one runs, else at once)
 //   attrs(node)                  -> attributes including unpromoted size/mtime
 //   read(node, off, buf)         -> bytes read (short at EOF); dirty data included
-//   write(node, off, data)       -> all bytes accepted or an error (EFBIG, ENOSPC deferred, ...)
+//   write(node, off, data)       -> all bytes accepted or an error (EFBIG, ENOSPC, ...)
+//   write_refused(node, off, len) -> see write_refused below
 //   enumerate(dir, cookie, fn)   -> entries after cookie (paged: fn returns false to stop)
 //   invalidate(node)             -> forgets cached identity and tells the adapter (its callback
 //                                   runs on the calling thread with no shell lock held)
@@ -69,6 +79,8 @@ struct ShellOptions {
   std::uint64_t idle_flush_ns = 5000000000ull;  // promote records idle this long
   std::uint64_t commit_interval_ns = 5000000000ull;  // journal commit age for Tick()
   bool sync_writes = false;                     // mount -o sync: every write promotes + syncs
+  // Promise space at write() (above). Off only to test what follows a promotion without space.
+  bool promise_space = true;
 };
 
 struct ShellStats {
@@ -82,6 +94,7 @@ struct ShellStats {
   std::uint64_t partial_merges = 0;    // partial records merged with committed data
   std::uint64_t dropped_records = 0;   // unplaceable dirty records dropped at last close
   std::uint64_t sync_completions = 0;  // writes that had to read a record first
+  std::uint64_t refused_writes = 0;    // writes refused with ENOSPC (no space to promise)
   std::uint64_t nodes = 0;
 };
 
@@ -140,6 +153,12 @@ class PlatformShell {
   // kill: the privilege clearing that comes with this write (see kill_privileges).
   Status write(NodeId node, std::uint64_t off, const std::uint8_t* data, std::size_t len,
                const KillPrivileges& kill = {}) noexcept;
+  // write() refused [off, off+len) with ENOSPC, but the platform had accepted those bytes
+  // already and can report the error only later (a writeback cache's pages: at close or fsync).
+  // The range keeps what it held (zeros past the old end), the size grows to cover it as the
+  // platform's own size already does, and the platform's cached pages of the node are dropped
+  // (InvalidateNode), so the file reads the same now and after a remount.
+  Status write_refused(NodeId node, std::uint64_t off, std::size_t len) noexcept;
   Status enumerate(NodeId dir, std::uint64_t cookie, fs::DirFn fn, void* ctx) noexcept;
   void invalidate(NodeId node) noexcept;
   Status flush(NodeId node) noexcept;
@@ -214,6 +233,7 @@ class PlatformShell {
  private:
   struct Record;
   struct Node;
+  class PromisePool;
 
   enum class Pick { kAll, kIdle, kFull };
 
@@ -243,6 +263,17 @@ class PlatformShell {
   std::size_t DiscardDirtyLocked(Node* n) noexcept;
   // DiscardDirtyLocked for data that does not fit, at the last close (see release()).
   void DropDirtyLocked(Node* n) noexcept;
+  // Commits the node's size if it grew past the committed size (metadata only; node lock held).
+  void CommitSizeLocked(Node* n) noexcept;
+  // The write's bytes into dirty records, each record's promise taken from `pool` (node lock
+  // held, attributes loaded, a regular file).
+  Status WriteLocked(Node* n, std::uint64_t off, const std::uint8_t* data, std::size_t len,
+                     PromisePool* pool) noexcept;
+  // Blocks a write of [off, end) must have promised beyond what its records hold (node lock held).
+  std::uint64_t PromiseNeeded(Node* n, std::uint64_t off, std::uint64_t end) noexcept;
+  // Promotes the nodes with dirty records but `current`, all of them or until the hot tier is
+  // within its budget (no node lock held).
+  void PromoteOthers(Node* current, bool until_under_budget) noexcept;
   // Bytes of record r below the dirty layer (committed or in flight), clamped to the size.
   std::uint64_t BaseLen(Node* n, std::uint64_t r) noexcept;  // node lock held
   // Turns the partial dirty record r into a complete one (reads the bytes below it).
@@ -295,7 +326,7 @@ class PlatformShell {
   std::atomic<std::uint64_t> dirty_records_{0};
   std::atomic<std::uint64_t> promotions_{0}, promoted_bytes_{0}, budget_promotions_{0},
       idle_promotions_{0}, flusher_promotions_{0}, partial_merges_{0}, sync_completions_{0},
-      dropped_records_{0};
+      dropped_records_{0}, refused_writes_{0};
   std::uint64_t last_commit_check_ns_ = 0;
 };
 

@@ -164,7 +164,7 @@ Status ChunkStore::WriteData(const alloc::Extent& e, const std::uint8_t* data, s
 }
 
 Result<PreparedChunk> ChunkStore::Prepare(const std::uint8_t* data, std::size_t len,
-                                          bool privileged, std::uint64_t near) noexcept {
+                                          alloc::Draw draw, std::uint64_t near) noexcept {
   if (data == nullptr || len == 0 || len > record_size_)
     return Status::InvalidArgument("chunk size must be 1..record_size");
   if (vol_->read_only()) return Status::ReadOnly();
@@ -189,12 +189,12 @@ Result<PreparedChunk> ChunkStore::Prepare(const std::uint8_t* data, std::size_t 
   }
   alloc::Allocator* a = vol_->allocator();
   const std::uint64_t blocks = BlocksFor(len, bs_);
-  Result<alloc::Extent> e = a->Reserve(blocks, blocks, near, privileged);
+  Result<alloc::Extent> e = a->Reserve(blocks, blocks, near, draw);
   if (!e.ok() && e.status().IsNoSpace() && a->HasPendingFrees()) {
     // Space freed by committed transactions becomes reusable after a checkpoint. No lock is
     // held here, so forcing one is safe.
     PERMFS_RETURN_IF_ERROR(vol_->meta()->SyncAndCheckpoint());
-    e = a->Reserve(blocks, blocks, near, privileged);
+    e = a->Reserve(blocks, blocks, near, draw);
   }
   if (!e.ok()) return e.status();
   Status st = WriteData(*e, data, len, &p.crc);

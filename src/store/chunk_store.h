@@ -108,12 +108,14 @@ class ChunkStore {
   std::uint32_t max_chunk_size() const noexcept { return record_size_; }
 
   // Step 1. `len` must be 1..max_chunk_size().
-  // `privileged`: may use the allocator's reserve (space-freeing operations such as truncate).
+  // `draw`: which free space a new chunk may use (alloc::Draw: kPrivileged for space-freeing
+  // operations such as truncate, kPromised for data that was promised space).
   // `near`: a block to place a new chunk at or after when it is free (the block after the
   // previous record's chunk, so a file's records lie in order on the device); 0 lets the
   // allocator spread chunks over the shards.
   Result<PreparedChunk> Prepare(const std::uint8_t* data, std::size_t len,
-                                bool privileged = false, std::uint64_t near = 0) noexcept;
+                                alloc::Draw draw = alloc::Draw::kOrdinary,
+                                std::uint64_t near = 0) noexcept;
   // Step 2. Consumes `p` (also on error). `data` is the same bytes that were given to Prepare;
   // it is only read when the chunk Prepare deduplicated against was freed meanwhile (then the
   // data is written inside the transaction, and a full volume gives NoSpace: no checkpoint can

@@ -144,7 +144,7 @@ TEST_F(AllocatorTest, AllocateFreeAccountingAndDeferredReuse) {
   EXPECT_EQ(a_->stats(), (AllocStats{a_->stats().total_blocks, F, F - 10, 10}));
   EXPECT_TRUE(a_->HasPendingFrees());
   // Not reusable before a checkpoint: a reservation at the hint skips them.
-  auto r = a_->Reserve(10, 1, hint, true);
+  auto r = a_->Reserve(10, 1, hint, Draw::kPrivileged);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->start >= e->end() || r->end() <= e->start) << r->start;
   a_->Unreserve(*r);
@@ -172,7 +172,7 @@ TEST_F(AllocatorTest, CheckpointedSpaceIsReusedBeforeFreshSpace) {
   }
   ASSERT_TRUE(FreeOne(got[1]).ok());
   // Pending: the next reservation takes fresh space after the last one.
-  auto r = a_->Reserve(16, 16, 0, true);
+  auto r = a_->Reserve(16, 16, 0, Draw::kPrivileged);
   ASSERT_TRUE(r.ok());
   EXPECT_GE(r->start, got[3].end());
   a_->Unreserve(*r);
@@ -200,7 +200,7 @@ TEST_F(AllocatorTest, FreeInRunningTransactionSurvivesCheckpoint) {
   EXPECT_EQ(ms_->stats().checkpoints, cps + 1) << "the commit did not checkpoint first";
   EXPECT_EQ(a_->stats().pending_free_blocks, 4u)
       << "a free was released by a checkpoint that did not include its transaction";
-  auto r = a_->Reserve(4, 1, e->start, true);
+  auto r = a_->Reserve(4, 1, e->start, Draw::kPrivileged);
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->start >= e->end() || r->end() <= e->start);
   a_->Unreserve(*r);
@@ -296,16 +296,16 @@ TEST_F(AllocatorTest, AbortRestoresMemoryAndDisk) {
 TEST_F(AllocatorTest, ReserveUnreserveCommitReserved) {
   Fresh(4096);
   const AllocStats s0 = a_->stats();
-  EXPECT_EQ(a_->Reserve(0, 0, 0, true).status().code(), Status::InvalidArgument("").code());
-  EXPECT_EQ(a_->Reserve(4, 5, 0, true).status().code(), Status::InvalidArgument("").code());
-  auto r = a_->Reserve(16, 16, sb().shard_start + 64, true);
+  EXPECT_EQ(a_->Reserve(0, 0, 0, Draw::kPrivileged).status().code(), Status::InvalidArgument("").code());
+  EXPECT_EQ(a_->Reserve(4, 5, 0, Draw::kPrivileged).status().code(), Status::InvalidArgument("").code());
+  auto r = a_->Reserve(16, 16, sb().shard_start + 64, Draw::kPrivileged);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->count, 16u);
   EXPECT_EQ(a_->stats().available_blocks, s0.available_blocks - 16);
   EXPECT_EQ(a_->stats().free_blocks, s0.free_blocks);
   a_->Unreserve(*r);
   EXPECT_EQ(a_->stats(), s0);
-  r = a_->Reserve(16, 16, sb().shard_start + 64, true);
+  r = a_->Reserve(16, 16, sb().shard_start + 64, Draw::kPrivileged);
   ASSERT_TRUE(r.ok());
   // Commit the reservation, then abort: the reservation stays with the caller.
   {
@@ -351,7 +351,7 @@ TEST_F(AllocatorTest, LocalityAndContiguity) {
     EXPECT_EQ(g->start, f->end());
   }
   // A large contiguous extent.
-  auto big = a_->Reserve(5000, 5000, 0, true);
+  auto big = a_->Reserve(5000, 5000, 0, Draw::kPrivileged);
   ASSERT_TRUE(big.ok());
   EXPECT_EQ(big->count, 5000u);
   EXPECT_EQ(big->start / sb().shard_blocks, (big->end() - 1) / sb().shard_blocks);
@@ -369,7 +369,7 @@ TEST_F(AllocatorTest, FragmentedSpaceGivesBestRunAtLeastMin) {
   // Reserve everything, then release runs of 3 and one run of 9.
   std::vector<Extent> all;
   for (;;) {
-    auto r = a_->Reserve(1024, 1, 0, true);
+    auto r = a_->Reserve(1024, 1, 0, Draw::kPrivileged);
     if (!r.ok()) {
       EXPECT_TRUE(r.status().IsNoSpace());
       break;
@@ -384,11 +384,11 @@ TEST_F(AllocatorTest, FragmentedSpaceGivesBestRunAtLeastMin) {
   };
   for (int i = 0; i < 10; ++i) release(base + i * 10, 3);
   release(base + 200, 9);
-  auto r = a_->Reserve(20, 5, base, true);
+  auto r = a_->Reserve(20, 5, base, Draw::kPrivileged);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, (Extent{base + 200, 9}));
-  EXPECT_TRUE(a_->Reserve(4, 4, base, true).status().IsNoSpace());
-  auto s = a_->Reserve(4, 2, base, true);
+  EXPECT_TRUE(a_->Reserve(4, 4, base, Draw::kPrivileged).status().IsNoSpace());
+  auto s = a_->Reserve(4, 2, base, Draw::kPrivileged);
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->count, 3u);
 }
@@ -435,7 +435,7 @@ TEST_F(AllocatorTest, MultiShardVolume) {
   std::set<std::uint64_t> shards;
   std::vector<Extent> rs;
   for (int i = 0; i < 8; ++i) {
-    auto r = a_->Reserve(10, 10, 0, true);
+    auto r = a_->Reserve(10, 10, 0, Draw::kPrivileged);
     ASSERT_TRUE(r.ok());
     shards.insert((r->start - sb().shard_start) / sb().shard_blocks);
     rs.push_back(*r);
@@ -444,10 +444,10 @@ TEST_F(AllocatorTest, MultiShardVolume) {
   for (auto& r : rs) a_->Unreserve(r);
   // Fill shard 0 completely; a hinted allocation there spills to another shard.
   const std::uint64_t len0 = sb().shard_length(0) - sb().bitmap_blocks_per_shard;
-  auto r0 = a_->Reserve(len0, len0, sb().shard_first_block(0), true);
+  auto r0 = a_->Reserve(len0, len0, sb().shard_first_block(0), Draw::kPrivileged);
   ASSERT_TRUE(r0.ok());
   EXPECT_EQ(r0->start, sb().shard_first_block(0) + sb().bitmap_blocks_per_shard);
-  auto spill = a_->Reserve(5, 5, sb().shard_first_block(0) + 10, true);
+  auto spill = a_->Reserve(5, 5, sb().shard_first_block(0) + 10, Draw::kPrivileged);
   ASSERT_TRUE(spill.ok());
   EXPECT_NE((spill->start - sb().shard_start) / sb().shard_blocks, 0u);
   a_->Unreserve(*spill);
@@ -457,7 +457,7 @@ TEST_F(AllocatorTest, MultiShardVolume) {
   const std::uint32_t last = sb().shard_count - 1;
   std::uint64_t last_free = 0;
   for (;;) {
-    auto r = a_->Reserve(1000, 1, sb().shard_first_block(last), true);
+    auto r = a_->Reserve(1000, 1, sb().shard_first_block(last), Draw::kPrivileged);
     ASSERT_TRUE(r.ok());
     if ((r->start - sb().shard_start) / sb().shard_blocks != last) {
       a_->Unreserve(*r);
@@ -486,7 +486,7 @@ TEST_F(AllocatorTest, ConcurrentReserveUnreserveNeverDoubleHandsOut) {
         if (held.size() < 64 && !rnd.OneIn(3)) {
           std::uint64_t want = 1 + rnd.Uniform(16);
           std::uint64_t hint = rnd.OneIn(2) ? 0 : sb().shard_start + rnd.Uniform64(sb().block_count - sb().shard_start);
-          auto r = a_->Reserve(want, 1, hint, true);
+          auto r = a_->Reserve(want, 1, hint, Draw::kPrivileged);
           if (!r.ok()) continue;
           for (std::uint64_t b = r->start; b < r->end(); ++b)
             if (owner[b].exchange(static_cast<std::uint8_t>(t + 1)) != 0) ++dup;
@@ -609,7 +609,7 @@ TEST_F(AllocatorTest, RemountAfterRandomSequencesMatchesModel) {
       for (std::uint64_t b = e.start; b < e.end(); ++b) used_map[b] = 1;
     std::uint64_t reserved = 0;
     for (;;) {
-      auto r = a_->Reserve(4096, 1, 0, true);
+      auto r = a_->Reserve(4096, 1, 0, Draw::kPrivileged);
       if (!r.ok()) break;
       for (std::uint64_t b = r->start; b < r->end(); ++b) ASSERT_EQ(used_map[b], 0) << b;
       reserved += r->count;
@@ -663,10 +663,48 @@ TEST_F(AllocatorTest, ReserveIsKeptForSpaceFreeingOperations) {
     taken.push_back(*r);
   }
   EXPECT_GE(a_->stats().available_blocks, a_->reserve_blocks());
-  auto p = a_->Reserve(1, 1, 0, /*privileged=*/true);
+  auto p = a_->Reserve(1, 1, 0, Draw::kPrivileged);
   ASSERT_TRUE(p.ok());
   a_->Unreserve(*p);
   for (const Extent& e : taken) a_->Unreserve(e);
+}
+
+// Promised blocks: never more than is available beside the reserve; ordinary reservations leave
+// them alone, promised ones draw on them, and Unpromise hands them back.
+TEST_F(AllocatorTest, PromisesHoldSpaceForPromisedDraws) {
+  Fresh(4096);
+  const std::uint64_t usable = a_->stats().available_blocks - a_->reserve_blocks();
+  EXPECT_FALSE(a_->Promise(usable + 1)) << "more than is available";
+  EXPECT_EQ(a_->stats().promised_blocks, 0u) << "a refused promise holds nothing";
+  ASSERT_TRUE(a_->Promise(usable - 10));
+  EXPECT_EQ(a_->stats().promised_blocks, usable - 10);
+  EXPECT_FALSE(a_->Promise(11));
+  ASSERT_TRUE(a_->Promise(10));
+  a_->Unpromise(10);
+  // Ordinary callers get only the 10 unpromised blocks.
+  auto o = a_->Reserve(64, 1, 0);
+  ASSERT_TRUE(o.ok()) << Str(o.status());
+  EXPECT_EQ(o->count, 10u);
+  EXPECT_TRUE(a_->Reserve(1, 1, 0).status().IsNoSpace());
+  // Promised draws take the promised blocks.
+  std::vector<Extent> drawn;
+  std::uint64_t got = 0;
+  while (got < usable - 10) {
+    auto r = a_->Reserve(64, 1, 0, Draw::kPromised);
+    ASSERT_TRUE(r.ok()) << "after " << got << ": " << Str(r.status());
+    got += r->count;
+    drawn.push_back(*r);
+  }
+  EXPECT_EQ(got, usable - 10);
+  EXPECT_TRUE(a_->Reserve(1, 1, 0, Draw::kPromised).status().IsNoSpace()) << "the reserve stays";
+  a_->Unpromise(usable - 10);
+  EXPECT_EQ(a_->stats().promised_blocks, 0u);
+  for (const Extent& e : drawn) a_->Unreserve(e);
+  a_->Unreserve(*o);
+  // With the promise gone, ordinary callers may use the space again.
+  auto again = a_->Reserve(64, 64, 0);
+  ASSERT_TRUE(again.ok()) << Str(again.status());
+  a_->Unreserve(*again);
 }
 
 }  // namespace

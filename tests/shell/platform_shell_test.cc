@@ -413,11 +413,14 @@ TEST_F(ShellTest, SequentialWriterIsPromotedByTheFlusher) {
 }
 
 // A promotion that fails keeps the data in memory (readable) and reports the error once.
+// (Without promises: with them, data that does not fit is refused at write; see below.)
 TEST_F(ShellTest, FailedPromotionKeepsDataAndReportsError) {
   Unmount();
   Make(2048);  // 8 MiB volume
   const std::uint64_t ino = NewFile("big");
-  StartShell();
+  ShellOptions o;
+  o.promise_space = false;
+  StartShell(o);
   std::string model;
   for (int i = 0; i < 200; ++i) {  // 12.5 MiB: more than the volume holds
     std::string d = Pattern(65536, static_cast<std::uint32_t>(i + 1000));
@@ -449,7 +452,9 @@ TEST_F(ShellTest, LastCloseDropsDataThatDoesNotFit) {
   Unmount();
   Make(2048);  // 8 MiB volume
   const std::uint64_t ino = NewFile("big");
-  StartShell();
+  ShellOptions o;
+  o.promise_space = false;
+  StartShell(o);
   ASSERT_TRUE(shell_->open(ino).ok());
   std::string model;
   for (int i = 0; i < 200; ++i) {  // 12.5 MiB: more than the volume holds
@@ -490,6 +495,103 @@ TEST_F(ShellTest, LastCloseDropsDataThatDoesNotFit) {
   Remount();
   EXPECT_EQ(ReadAll(ino), got.substr(0, 1 << 20));
   EXPECT_EQ(ReadAll(small), sd);
+}
+
+// Space is promised at write: more than the volume holds is refused by write() itself, with
+// nothing of the refused write changed; everything accepted promotes, statfs counts dirty data
+// as used, and the space returns when the data goes.
+TEST_F(ShellTest, WriteIsRefusedWhenItsSpaceCannotBePromised) {
+  Unmount();
+  Make(2048);  // 8 MiB volume
+  const std::uint64_t ino = NewFile("big");
+  StartShell();
+  auto before = shell_->statfs();
+  ASSERT_TRUE(before.ok());
+  ASSERT_TRUE(Write(ino, 0, Pattern(65536, 1)).ok());
+  auto after = shell_->statfs();
+  ASSERT_TRUE(after.ok());
+  EXPECT_GE(before->free_blocks - after->free_blocks, 16u) << "dirty data counts as used";
+  std::string model = Pattern(65536, 1);
+  Status st;
+  for (int i = 1; i < 200 && st.ok(); ++i) {  // 12.5 MiB: more than the volume holds
+    const std::string d = Pattern(65536, static_cast<std::uint32_t>(i + 1));
+    st = Write(ino, model.size(), d);
+    if (st.ok()) model += d;
+  }
+  ASSERT_TRUE(st.IsNoSpace()) << st.message();
+  EXPECT_GT(model.size(), 4u << 20) << "most of the volume was usable";
+  EXPECT_EQ(shell_->stats().refused_writes, 1u);
+  ExpectFile(ino, model, "the refused write changed nothing");
+  ASSERT_TRUE(shell_->flush(ino).ok()) << "what was accepted promotes";
+  EXPECT_EQ(shell_->stats().dropped_records, 0u);
+  ExpectFile(ino, model, "promoted");
+  // Removing the data gives the space back: a new file fits again.
+  fs::SetAttrRequest r;
+  r.mask = fs::kSetSize;
+  r.size = 0;
+  ASSERT_TRUE(shell_->setattr(ino, r).ok());
+  const std::uint64_t other = NewFile("other");
+  const std::string od = Pattern(2 << 20, 5);
+  ASSERT_TRUE(Write(other, 0, od).ok());
+  ExpectFileSurvivesRemount(other, od, "written after the space returned");
+  EXPECT_EQ(ReadAll(ino), "");
+}
+
+// Several writers on a nearly full volume: every byte a write() accepted is stored (no
+// promotion fails and nothing is dropped at close), each refused write changed nothing. Whole
+// records: a promise counts blocks, and a chunk needs them in one run, so records of many sizes
+// rewritten on a full volume can still find the space too fragmented (see platform_shell.h).
+TEST_F(ShellTest, ConcurrentWritersNeverLoseAcceptedData) {
+  Unmount();
+  Make(2048);  // 8 MiB volume
+  constexpr int kWriters = 4;
+  std::uint64_t inos[kWriters];
+  for (int w = 0; w < kWriters; ++w) inos[w] = NewFile("f" + std::to_string(w));
+  ShellOptions o;
+  o.budget_bytes = 16 * 65536;  // promotions while writing, from the writers and the flusher
+  StartShell(o);
+  std::thread flusher([this] { shell_->RunFlusher(); });
+  std::string models[kWriters];
+  std::vector<std::thread> ts;
+  for (int w = 0; w < kWriters; ++w) {
+    ts.emplace_back([&, w] {
+      for (int i = 0; i < 100; ++i) {
+        const std::string d = Pattern(65536, static_cast<std::uint32_t>(w * 1000 + i));
+        Status st = Write(inos[w], models[w].size(), d);
+        if (st.ok()) models[w] += d;
+        else EXPECT_TRUE(st.IsNoSpace()) << st.message();
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  for (int w = 0; w < kWriters; ++w) EXPECT_TRUE(shell_->flush(inos[w]).ok());
+  shell_->StopFlusher();
+  flusher.join();
+  EXPECT_GT(shell_->stats().refused_writes, 0u);
+  EXPECT_EQ(shell_->stats().dropped_records, 0u);
+  StopShell();
+  Remount();
+  std::size_t total = 0;
+  for (int w = 0; w < kWriters; ++w) {
+    const std::string got = ReadAll(inos[w]);
+    EXPECT_TRUE(got == models[w]) << "writer " << w << ": " << got.size() << " bytes stored, "
+                                  << models[w].size() << " accepted";
+    total += models[w].size();
+  }
+  EXPECT_GT(total, 4u << 20);
+}
+
+// write_refused: bytes a writeback cache accepted but the shell refused read as zeros past the
+// old end, under a size that covers them, now and after a remount.
+TEST_F(ShellTest, RefusedWriteExtendsTheSizeWithAHole) {
+  const std::uint64_t ino = NewFile("f");
+  StartShell();
+  const std::string d = Pattern(5000, 8);
+  ASSERT_TRUE(Write(ino, 0, d).ok());
+  ASSERT_TRUE(shell_->write_refused(ino, 100000, 3000).ok());
+  std::string model = d;
+  model.resize(103000, '\0');
+  ExpectFileSurvivesRemount(ino, model, "after a refused write");
 }
 
 }  // namespace

@@ -10,7 +10,8 @@
 // (except an unaligned write into a sector not yet held, which completes the record first).
 // Records are promoted — turned into chunks, with the chunk map and inode committed in one
 // transaction — by:
-//   flush()   (every close of a file descriptor),
+//   flush()   (a close of a file descriptor, for adapters that pass closes on; the FUSE
+//              adapter does not, see write_refused),
 //   fsync()   (then waits until the transaction is durable),
 //   release() (last close of an open; also retires the open state and, for an unlinked file,
 //              reclaims it once nothing refers to it),
@@ -37,7 +38,8 @@
 // Per-call contracts (errors are Status values; ToErrno() gives the errno):
 //   lookup(parent, name)         -> attributes; +1 lookup reference on the node (see forget)
 //   forget(node, n)              -> drops n lookup references (an unlinked node without users is
-//                                   reclaimed: by the flusher if one runs, else at once)
+//                                   reclaimed: by the flusher if one runs, in batches within a
+//                                   second or at the next statfs, else at once)
 //   attrs(node)                  -> attributes including unpromoted size/mtime
 //   read(node, off, buf)         -> bytes read (short at EOF); dirty data included
 //   write(node, off, data)       -> all bytes accepted or an error (EFBIG, ENOSPC, ...)
@@ -321,6 +323,7 @@ class PlatformShell {
   bool flusher_running_ PERMFS_GUARDED_BY(flusher_mu_) = false;
   std::atomic<bool> flusher_kicked_{false};
   std::vector<NodeId> reclaims_ PERMFS_GUARDED_BY(flusher_mu_);  // orphans for the flusher
+  static constexpr std::size_t kReclaimBatch = 64;
 
   std::atomic<std::uint64_t> dirty_bytes_{0};
   std::atomic<std::uint64_t> dirty_records_{0};

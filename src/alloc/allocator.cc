@@ -429,6 +429,13 @@ void Allocator::Unpromise(std::uint64_t blocks) noexcept {
   PERMFS_ASSERT(before >= static_cast<std::int64_t>(blocks));
 }
 
+std::uint64_t Allocator::unpromised_blocks() const noexcept {
+  const std::int64_t n = avail_total_.load(std::memory_order_relaxed) -
+                         static_cast<std::int64_t>(reserve_blocks_) -
+                         promised_.load(std::memory_order_relaxed);
+  return n > 0 ? static_cast<std::uint64_t>(n) : 0;
+}
+
 bool Allocator::HasPendingFrees() const noexcept {
   MutexLock l(&pending_mu_);
   return !pending_.empty();

@@ -102,6 +102,9 @@ class Allocator final : public journal::CheckpointListener {
   // See "Promises" above. Promise is all or nothing: false (nothing promised) if it does not fit.
   [[nodiscard]] bool Promise(std::uint64_t blocks) noexcept;
   void Unpromise(std::uint64_t blocks) noexcept;
+  // Blocks an ordinary reservation could still take: available, beside the reserve and every
+  // promise (0 when none).
+  std::uint64_t unpromised_blocks() const noexcept;
 
   // True if the block is inside a shard's data area (not a bitmap, not outside shards).
   bool IsDataBlock(std::uint64_t blockno) const noexcept;

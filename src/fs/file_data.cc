@@ -262,6 +262,11 @@ bool Filesystem::PromiseBlocks(std::uint64_t blocks) noexcept {
   return a->Promise(blocks);
 }
 
+bool Filesystem::SpaceIsTight() const noexcept {
+  const std::uint64_t tight = vol_->sb().block_count / 50 + 64 * RecordPromiseBlocks(rs_);
+  return vol_->allocator()->unpromised_blocks() < tight;
+}
+
 void Filesystem::UnpromiseBlocks(std::uint64_t blocks) noexcept {
   if (blocks > 0) vol_->allocator()->Unpromise(blocks);
 }

@@ -167,6 +167,10 @@ class Filesystem {
   std::uint64_t RecordPromiseBlocks(std::uint64_t len) const noexcept;
   [[nodiscard]] bool PromiseBlocks(std::uint64_t blocks) noexcept;
   void UnpromiseBlocks(std::uint64_t blocks) noexcept;
+  // Nearly full: less than 2% of the volume plus 64 records is left beside the promises. A
+  // promise counts blocks, a chunk needs them in one run; this close to full the free space may
+  // be too fragmented for a promised record, so the hot tier stops deferring its promotions.
+  bool SpaceIsTight() const noexcept;
   Status Truncate(std::uint64_t ino, std::uint64_t size) noexcept;
   Status Fallocate(std::uint64_t ino, std::uint32_t mode, std::uint64_t off,
                    std::uint64_t len) noexcept;

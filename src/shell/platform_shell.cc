@@ -835,6 +835,8 @@ Status PlatformShell::write(NodeId node, std::uint64_t off, const std::uint8_t* 
     if (fs::IsDir(n->mode)) return Status(Code::kIsDirectory, "is a directory");
     if (!fs::IsRegular(n->mode)) return Status::InvalidArgument("not a regular file");
     if (len == 0) return Status();
+    if (opt_.promise_space && fs_->SpaceIsTight())
+      return WriteThroughLocked(n, off, data, len, kill);
     const std::uint64_t want = opt_.promise_space ? PromiseNeeded(n, off, off + len) : 0;
     if (want > 0 && !fs_->PromiseBlocks(want)) {
       if (attempt == 2) {
@@ -956,6 +958,32 @@ Status PlatformShell::WriteLocked(Node* n, std::uint64_t off, const std::uint8_t
   return Status();
 }
 
+Status PlatformShell::WriteThroughLocked(Node* n, std::uint64_t off, const std::uint8_t* data,
+                                         std::size_t len, const KillPrivileges& kill) noexcept {
+  // Nothing of the node may stay in the hot tier: a dirty record promoted after this write
+  // would put older bytes over it. Each promotion lets go of the node lock, so writers may add
+  // records meanwhile: until none is left.
+  while (!n->dirty.empty() || n->promoting) {
+    Status st = PromoteLocked(n, Pick::kAll);
+    if (!st.ok()) {
+      n->deferred = Status();  // reported now
+      return st;
+    }
+  }
+  if (kill.any()) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill));
+  Status st = fs_->Write(n->id, off, data, len);
+  // Committed data changed (all of it, or the batches before a failure): readers and the
+  // attributes take it from the volume.
+  ++n->data_seq;
+  n->attrs_loaded = false;
+  Status loaded = LoadNodeAttrs(n);
+  if (!st.ok()) {
+    if (st.IsNoSpace()) refused_writes_.fetch_add(1, std::memory_order_relaxed);
+    return st;
+  }
+  return loaded;
+}
+
 Status PlatformShell::write_refused(NodeId node, std::uint64_t off, std::size_t len) noexcept {
   PERMFS_PIN(n, node, false);
   if (!n) return Status();
@@ -968,8 +996,12 @@ Status PlatformShell::write_refused(NodeId node, std::uint64_t off, std::size_t 
       CommitSizeLocked(n);
     }
   }
-  PERMFS_LOG(kWarn, "shell: no space for ", len, " bytes at ", off, " of node ", node,
-             " already accepted by the platform's cache: not stored (ENOSPC reported)");
+  // Logged at the 1st, 2nd, 4th, 8th... refusal: a full volume refuses every page written back.
+  const std::uint64_t refused = refused_writes_.load(std::memory_order_relaxed);
+  if ((refused & (refused - 1)) == 0)
+    PERMFS_LOG(kWarn, "shell: no space for ", len, " bytes at ", off, " of node ", node,
+               " already accepted by the platform's cache: not stored (ENOSPC reported; ",
+               refused, " writes refused so far)");
   if (sink_) sink_->InvalidateNode(node);
   return Status();
 }

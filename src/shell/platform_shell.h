@@ -31,9 +31,10 @@
 // close or fsync. A platform that accepted the bytes already (a writeback cache) reports the
 // refusal through write_refused(). A promise counts blocks, and a chunk needs its blocks in one
 // run: on a nearly full volume whose free space is fragmented into runs shorter than a record
-// (records of many sizes rewritten), a promotion can still find no room. A promotion that fails
-// (that, or an I/O error) keeps the dirty data and reports the error at the next
-// write/flush/fsync of that node.
+// (records of many sizes rewritten), a promotion can still find no room; so once the volume is
+// nearly full (fs::Filesystem::SpaceIsTight) writes go through to the volume (WriteThroughLocked)
+// and such a failure is that write's error. A promotion that fails (that, or an I/O error)
+// keeps the dirty data and reports the error at the next write/flush/fsync of that node.
 //
 // Per-call contracts (errors are Status values; ToErrno() gives the errno):
 //   lookup(parent, name)         -> attributes; +1 lookup reference on the node (see forget)
@@ -271,6 +272,11 @@ class PlatformShell {
   // held, attributes loaded, a regular file).
   Status WriteLocked(Node* n, std::uint64_t off, const std::uint8_t* data, std::size_t len,
                      PromisePool* pool) noexcept;
+  // A write when the volume is nearly full (fs::Filesystem::SpaceIsTight): the node's records
+  // are promoted, then the bytes are written to the volume directly, so a failure to place them
+  // is this write's error and nothing of a refused batch stays behind (node lock held).
+  Status WriteThroughLocked(Node* n, std::uint64_t off, const std::uint8_t* data, std::size_t len,
+                            const KillPrivileges& kill) noexcept;
   // Blocks a write of [off, end) must have promised beyond what its records hold (node lock held).
   std::uint64_t PromiseNeeded(Node* n, std::uint64_t off, std::uint64_t end) noexcept;
   // Promotes the nodes with dirty records but `current`, all of them or until the hot tier is

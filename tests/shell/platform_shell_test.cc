@@ -581,6 +581,57 @@ TEST_F(ShellTest, ConcurrentWritersNeverLoseAcceptedData) {
   EXPECT_GT(total, 4u << 20);
 }
 
+// Nearly full with the free space cut into one-block holes: a promise (a count of blocks) can
+// hold while no run of a record's blocks exists. Writes then go through to the volume, so each
+// one either stores its bytes or fails with its own ENOSPC and leaves nothing behind: no
+// promotion fails later where nobody would hear of it, and what fits in the holes still fits.
+TEST_F(ShellTest, NearlyFullFragmentedVolumeRefusesWritesItCannotPlace) {
+  Unmount();
+  Make(2048);  // 8 MiB volume
+  std::vector<std::string> names;
+  for (int i = 0;; ++i) {
+    const std::string name = "s" + std::to_string(i);
+    auto r = fs_->Create(1, name, fs::kTypeRegular | 0644, 0, cred_, true);
+    if (!r.ok()) break;
+    names.push_back(name);
+    if (!WriteStr(r->ino, 0, Pattern(4096, static_cast<std::uint32_t>(100000 + i))).ok()) break;
+  }
+  ASSERT_GT(names.size(), 500u);
+  for (std::size_t i = 0; i < names.size(); i += 2) {
+    fs::UnlinkOutcome out;
+    ASSERT_TRUE(fs_->Unlink(1, names[i], &out).ok());
+    if (out.orphan) {
+      ASSERT_TRUE(fs_->Reclaim(out.orphan).ok());
+    }
+  }
+  StartShell();
+  std::vector<std::pair<std::uint64_t, std::string>> stored;
+  Status st;
+  for (int i = 0; i < 100 && st.ok(); ++i) {
+    const std::uint64_t ino = NewFile("big" + std::to_string(i));
+    const std::string d = Pattern(65536, static_cast<std::uint32_t>(i + 7));
+    st = Write(ino, 0, d);
+    if (st.ok()) {
+      stored.emplace_back(ino, d);
+      continue;
+    }
+    EXPECT_TRUE(st.IsNoSpace()) << st.message();
+    EXPECT_EQ(shell_->stats().dirty_records, 0u) << "nothing of the refused write stays";
+    ExpectFile(ino, "", "after the refused write");
+  }
+  ASSERT_FALSE(st.ok()) << "the volume never filled";
+  // One-block records fit in the holes.
+  const std::uint64_t small = NewFile("small");
+  const std::string sd = Pattern(3000, 8);
+  ASSERT_TRUE(Write(small, 0, sd).ok());
+  for (const auto& [ino, d] : stored) EXPECT_TRUE(shell_->flush(ino).ok());
+  EXPECT_EQ(shell_->stats().dropped_records, 0u);
+  StopShell();
+  Remount();
+  EXPECT_EQ(ReadAll(small), sd);
+  for (const auto& [ino, d] : stored) EXPECT_TRUE(ReadAll(ino) == d) << "inode " << ino;
+}
+
 // write_refused: bytes a writeback cache accepted but the shell refused read as zeros past the
 // old end, under a size that covers them, now and after a remount.
 TEST_F(ShellTest, RefusedWriteExtendsTheSizeWithAHole) {

@@ -187,6 +187,7 @@ struct MountState {
   bool read_only = false;
   bool writeback = true;
   bool xattrs = true;  // false (noxattr): the xattr ops are not registered, so no POSIX ACLs
+  bool selinux_xattr = false;  // true (selinux_xattr): security.selinux stored like any xattr
   std::uint32_t block_size = 4096;
   Invalidator* inval = nullptr;
   const UringTransport* ring = nullptr;  // set when the io_uring transport was started
@@ -676,8 +677,19 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &s);
 }
 
+// security.selinux is not supported on a FUSE mount unless `-o selinux_xattr`: SELinux labels
+// FUSE inodes by genfscon, never from this attribute, so storing it serves no policy. Answering
+// EOPNOTSUPP (rather than ENODATA) lets ls(1) and libselinux record that the device has no
+// labels and stop asking: `ls -l` otherwise sends one GETXATTR round trip per listed file.
+// Labels stored on an earlier mount with the option stay on disk, hidden from listxattr.
+constexpr char kSelinuxXattr[] = "security.selinux";
+bool UnsupportedLabel(fuse_req_t req, const char* name) {
+  return !State(req)->selinux_xattr && strcmp(name, kSelinuxXattr) == 0;
+}
+
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
+  if (UnsupportedLabel(req, name)) return (void)fuse_reply_err(req, EOPNOTSUPP);
   if (ReadOnlyReply(req)) return;
   std::uint32_t f = 0;
   if (flags & XATTR_CREATE) f |= fs::kXattrCreate;
@@ -694,6 +706,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  if (UnsupportedLabel(req, name)) return (void)fuse_reply_err(req, EOPNOTSUPP);
   auto r = State(req)->shell->getxattr(ino, name);
   if (!r.ok()) return ReplyErr(req, r.status());
   if (size == 0) return (void)fuse_reply_xattr(req, r->size());
@@ -706,6 +719,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   if (!r.ok()) return ReplyErr(req, r.status());
   std::string out;
   for (const std::string& n : *r) {
+    if (!State(req)->selinux_xattr && n == kSelinuxXattr) continue;
     out += n;
     out.push_back('\0');
   }
@@ -715,6 +729,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  if (UnsupportedLabel(req, name)) return (void)fuse_reply_err(req, EOPNOTSUPP);
   if (ReadOnlyReply(req)) return;
   ReplyErr(req, State(req)->shell->removexattr(ino, name));
 }
@@ -809,6 +824,7 @@ void Usage(FILE* f) {
                "options: ro, rw, sync, noatime, relatime, allow_other, hot_tier_mb=N,\n"
                "         read_cache_mb=N (recently read chunks kept in memory; 0: none),\n"
                "         noxattr (no extended attributes or ACLs: no GETXATTR before each write),\n"
+               "         selinux_xattr (store security.selinux; default: EOPNOTSUPP for it),\n"
                "         idle_flush_ms=N, writeback_cache, no_writeback_cache, threads=N,\n"
                "         bdi_max_ratio=N (kernel dirty-cache share, %% of the threshold; 0: keep),\n"
                "         read_ahead_kb=N (kernel readahead window, default 1024; 0: keep 128),\n"
@@ -855,7 +871,7 @@ int MountMain(int argc, char** argv) {
   std::string image, mountpoint;
   std::vector<std::string> fuse_opts;
   bool foreground = false, debug = false, read_only = false, sync = false, writeback = true,
-       xattrs = true;
+       xattrs = true, selinux_xattr = false;
   enum class UringMode { kAuto, kOn, kOff } uring_mode = UringMode::kAuto;
   // Default hot tier: 1/64 of physical memory, between 256 MiB and 1 GiB. bench/compare
   // --scaling found no throughput gain above 256 MiB here (the kernel's page cache in front
@@ -905,6 +921,7 @@ int MountMain(int argc, char** argv) {
         else if (o == "no_writeback_cache") writeback = false;
         else if (o == "noxattr") xattrs = false;
         else if (o == "xattr") xattrs = true;
+        else if (o == "selinux_xattr") selinux_xattr = true;
         else if (o == "uring") uring_mode = UringMode::kOn;
         else if (o == "nouring") uring_mode = UringMode::kOff;
         else if (o.rfind("hot_tier_mb=", 0) == 0) {
@@ -1030,6 +1047,7 @@ int MountMain(int argc, char** argv) {
   ms.writeback = writeback && !sync;
   ms.block_size = (*vol)->sb().block_size;
   ms.xattrs = xattrs;
+  ms.selinux_xattr = selinux_xattr;
 
   std::string opt_string = "default_permissions,fsname=" + image + ",subtype=permfs";
   if (read_only) opt_string += ",ro";

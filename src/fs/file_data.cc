@@ -169,7 +169,7 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
       near_for = recs[i].index + 1;
       if (recs[i].len == 0 || IsAllZero(recs[i].data, recs[i].len)) continue;  // a hole
       if (!in_run) near = PlacementAfter(ino, recs[i].index);
-      auto p = store->Prepare(recs[i].data, recs[i].len, draw, near);
+      auto p = store->Prepare(recs[i].data, recs[i].len, draw, near, recs[i].merged);
       if (!p.ok()) {
         st = p.status();
       } else {
@@ -216,6 +216,8 @@ Status Filesystem::CommitRecordsLocked(std::uint64_t ino, const RecordWrite* rec
             }
             if (had_old) {
               PERMFS_RETURN_IF_ERROR(store->Unref(*t, oe.id));
+              if (recs[i].merged && !(prepared[i].id == oe.id))
+                store->DropCached(oe.id);
               in.data_bytes -= in.data_bytes >= oe.length ? oe.length : in.data_bytes;
             }
           }

@@ -157,6 +157,9 @@ class Filesystem {
     std::uint64_t index;
     const std::uint8_t* data;
     std::size_t len;
+    // The record was merged from a partial write: its chunk is kept in the read cache, where
+    // the merge of the record's next piece will find it.
+    bool merged = false;
   };
   // `promised`: the records' space was promised (PromiseBlocks), so they may use promised blocks.
   Status WriteRecords(std::uint64_t ino, const RecordWrite* recs, std::size_t n,

@@ -464,7 +464,7 @@ Status PlatformShell::PromoteLocked(Node* n, Pick pick) noexcept {
       FillBytes(buf + have, 0, rs_ - have);
       Overlay(r, items[j].index, rs0, rs_, buf);
       partial_merges_.fetch_add(1, std::memory_order_relaxed);
-      recs.push_back(fs::Filesystem::RecordWrite{items[j].index, buf, len});
+      recs.push_back(fs::Filesystem::RecordWrite{items[j].index, buf, len, true});
       bytes += len;
     }
     if (!st.ok()) break;

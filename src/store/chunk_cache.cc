@@ -52,12 +52,12 @@ void ChunkCache::PushFront(std::uint32_t s) {
 }
 
 bool ChunkCache::Read(const Sha256Digest& id, std::uint32_t offset, std::uint32_t len,
-                      std::uint8_t* out) noexcept {
+                      std::uint8_t* out, bool count_miss) noexcept {
   if (max_slots_ == 0) return false;
   MutexLock l(&mu_);
   const std::uint32_t* s = index_.Find(id);
   if (s == nullptr || offset > slots_[*s].len || len > slots_[*s].len - offset) {
-    ++stats_.misses;
+    if (count_miss) ++stats_.misses;
     return false;
   }
   const std::uint32_t slot = *s;
@@ -113,6 +113,18 @@ void ChunkCache::Publish(std::uint32_t slot, const Sha256Digest& id, std::uint32
 void ChunkCache::Release(std::uint32_t slot) noexcept {
   MutexLock l(&mu_);
   PERMFS_ASSERT(slots_[slot].state == State::kOwned);
+  slots_[slot].state = State::kFree;
+  free_.push_back(slot);
+}
+
+void ChunkCache::Erase(const Sha256Digest& id) noexcept {
+  if (max_slots_ == 0) return;
+  MutexLock l(&mu_);
+  const std::uint32_t* s = index_.Find(id);
+  if (s == nullptr) return;
+  const std::uint32_t slot = *s;
+  Unlink(slot);
+  (void)index_.Erase(id);
   slots_[slot].state = State::kFree;
   free_.push_back(slot);
 }

@@ -52,8 +52,9 @@ class ChunkCache {
 
   // On a hit copies plaintext [offset, offset + len) of chunk `id` into `out` and returns true.
   // The range must lie inside the cached length (a hit with a shorter cached length is a miss).
-  bool Read(const Sha256Digest& id, std::uint32_t offset, std::uint32_t len,
-            std::uint8_t* out) noexcept;
+  // `count_miss` false: a miss is not counted (a lookup that would not fill the cache anyway).
+  bool Read(const Sha256Digest& id, std::uint32_t offset, std::uint32_t len, std::uint8_t* out,
+            bool count_miss = true) noexcept;
 
   // A slot for a miss, or kNoSlot. Buffer(slot) stays valid and private until Publish/Release.
   std::uint32_t Acquire() noexcept;
@@ -62,6 +63,8 @@ class ChunkCache {
   void Publish(std::uint32_t slot, const Sha256Digest& id, std::uint32_t len) noexcept;
   // Gives an acquired slot back unused.
   void Release(std::uint32_t slot) noexcept;
+  // Drops chunk `id` if cached (its slot is free for the next Acquire without an eviction).
+  void Erase(const Sha256Digest& id) noexcept;
 
   ChunkCacheStats stats() const noexcept;
 

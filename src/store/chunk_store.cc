@@ -164,7 +164,8 @@ Status ChunkStore::WriteData(const alloc::Extent& e, const std::uint8_t* data, s
 }
 
 Result<PreparedChunk> ChunkStore::Prepare(const std::uint8_t* data, std::size_t len,
-                                          alloc::Draw draw, std::uint64_t near) noexcept {
+                                          alloc::Draw draw, std::uint64_t near,
+                                          bool keep_cached) noexcept {
   if (data == nullptr || len == 0 || len > record_size_)
     return Status::InvalidArgument("chunk size must be 1..record_size");
   if (vol_->read_only()) return Status::ReadOnly();
@@ -183,6 +184,7 @@ Result<PreparedChunk> ChunkStore::Prepare(const std::uint8_t* data, std::size_t 
       if (!loc.ok()) return loc.status();
       dedup_hits_.fetch_add(1, std::memory_order_relaxed);
       p.active = true;  // extent.count == 0: Commit adds a reference
+      if (keep_cached) KeepCached(p.id, data, len);
       return p;
     }
     if (!st.IsNotFound()) return st;
@@ -204,7 +206,19 @@ Result<PreparedChunk> ChunkStore::Prepare(const std::uint8_t* data, std::size_t 
   }
   p.extent = *e;
   p.active = true;
+  if (keep_cached) KeepCached(p.id, data, len);
   return p;
+}
+
+// The bytes are the plaintext of `id` by construction (it is their hash), so they are as good
+// as a verified read: whether or not the chunk is committed, anything that names `id` later
+// names exactly these bytes.
+void ChunkStore::KeepCached(const ChunkId& id, const std::uint8_t* data, std::size_t len) noexcept {
+  if (!cache_.enabled() || len > cache_.slot_bytes()) return;
+  const std::uint32_t slot = cache_.Acquire();
+  if (slot == ChunkCache::kNoSlot) return;
+  CopyBytes(cache_.Buffer(slot), data, len);
+  cache_.Publish(slot, id, static_cast<std::uint32_t>(len));
 }
 
 void ChunkStore::Abandon(PreparedChunk& p) noexcept {
@@ -350,9 +364,12 @@ Status ChunkStore::ReadLocated(const ChunkLocation& loc, std::uint32_t offset, s
   if (out == nullptr) return Status::InvalidArgument("null output buffer");
   const std::size_t bytes = static_cast<std::size_t>(loc.block_count) * bs_;
   const bool whole = offset == 0 && len == loc.length;
-  // A whole-chunk read (sequential I/O, promotion merges) is not cached: nothing else will ask
-  // for this chunk soon, and caching it would push out chunks that partial reads come back to.
-  // When the chunk fills its blocks exactly it is read straight into `out`.
+  // A whole-chunk read (sequential I/O, promotion merges) does not fill the cache: nothing else
+  // will ask for this chunk soon, and caching it would push out chunks that partial reads come
+  // back to. It is served from the cache when the chunk is there (Prepare's keep_cached puts a
+  // record rewritten piecemeal there for its next merge). When the chunk fills its blocks
+  // exactly a miss is read straight into `out`.
+  if (whole && cache_.Read(loc.id, 0, len, out, /*count_miss=*/false)) return Status();
   if (whole && bytes == len) {
     Status st = ReadVerified(loc, out);
     if (!st.ok()) FillBytes(out, 0, len);  // bytes that failed their CRC never reach a caller

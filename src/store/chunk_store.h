@@ -113,9 +113,11 @@ class ChunkStore {
   // `near`: a block to place a new chunk at or after when it is free (the block after the
   // previous record's chunk, so a file's records lie in order on the device); 0 lets the
   // allocator spread chunks over the shards.
+  // `keep_cached`: also put the plaintext in the read cache (the caller expects to read the
+  // chunk back soon: a record rewritten piecemeal is read again to merge its next piece).
   Result<PreparedChunk> Prepare(const std::uint8_t* data, std::size_t len,
-                                alloc::Draw draw = alloc::Draw::kOrdinary,
-                                std::uint64_t near = 0) noexcept;
+                                alloc::Draw draw = alloc::Draw::kOrdinary, std::uint64_t near = 0,
+                                bool keep_cached = false) noexcept;
   // Step 2. Consumes `p` (also on error). `data` is the same bytes that were given to Prepare;
   // it is only read when the chunk Prepare deduplicated against was freed meanwhile (then the
   // data is written inside the transaction, and a full volume gives NoSpace: no checkpoint can
@@ -149,10 +151,14 @@ class ChunkStore {
   btree::BTree* index() noexcept { return &index_; }
 
   // Keeps up to `bytes` of recently read chunks in memory (ChunkCache; 0, the default, keeps
-  // none). ReadLocated serves repeated reads of a chunk from it; VerifyId always reads the
-  // device. Call before the store is used from several threads.
+  // none). ReadLocated serves reads of a cached chunk from it, and a partial read of a chunk
+  // not cached fills it (a whole-chunk read does not); Prepare(keep_cached) fills it too.
+  // VerifyId always reads the device. Call before the store is used from several threads.
   void SetReadCache(std::size_t bytes) noexcept;
   ChunkCacheStats read_cache_stats() const noexcept { return cache_.stats(); }
+  // Drops a chunk from the read cache (a kept chunk its record's next version superseded, so
+  // the cache holds one version of a record rewritten piecemeal, not every one).
+  void DropCached(const ChunkId& id) noexcept { cache_.Erase(id); }
 
  private:
   // Reads the whole extent of `loc` into `buf` (block_count * block_size bytes) and checks the
@@ -162,6 +168,8 @@ class ChunkStore {
   Status WriteData(const alloc::Extent& e, const std::uint8_t* data, std::size_t len,
                    std::uint32_t* crc) noexcept;
   Status StoreLocation(journal::WriteTxn& t, const ChunkLocation& loc, bool insert) noexcept;
+  // Puts `len` bytes of plaintext of chunk `id` in the read cache (if enabled and a slot frees).
+  void KeepCached(const ChunkId& id, const std::uint8_t* data, std::size_t len) noexcept;
   Status DropLocation(journal::WriteTxn& t, const ChunkLocation& loc) noexcept;
 
   volume::Volume* vol_;

@@ -65,8 +65,9 @@ inline std::vector<std::uint8_t> RandomBytes(std::uint64_t seed, std::size_t n) 
 }
 
 // Prepare + Commit in a transaction of its own. Returns the status of the first failing step.
-inline Status Put(StoreVolume& s, const std::vector<std::uint8_t>& data, ChunkId* id = nullptr) {
-  auto p = s.cs->Prepare(data.data(), data.size());
+inline Status Put(StoreVolume& s, const std::vector<std::uint8_t>& data, ChunkId* id = nullptr,
+                  bool keep_cached = false) {
+  auto p = s.cs->Prepare(data.data(), data.size(), alloc::Draw::kOrdinary, 0, keep_cached);
   if (!p.ok()) return p.status();
   if (id) *id = p->id;
   auto t = s.vol->meta()->Begin();

@@ -311,6 +311,71 @@ Status Filesystem::Write(std::uint64_t ino, std::uint64_t off, const std::uint8_
   return Status();
 }
 
+Status Filesystem::CloneRecords(std::uint64_t src, std::uint64_t src_first, std::uint64_t dst,
+                                std::uint64_t dst_first, std::uint64_t count,
+                                std::uint64_t min_size, std::uint64_t* done) noexcept {
+  *done = 0;
+  if (count == 0) return Status();
+  const std::uint64_t max_records = kMaxFileSize / rs_;
+  if (min_size > kMaxFileSize || dst_first > max_records || count > max_records - dst_first ||
+      src_first > max_records || count > max_records - src_first)
+    return Status(Code::kFileTooBig, "file too large");
+  if (src == dst && src_first < dst_first + count && dst_first < src_first + count)
+    return Status::InvalidArgument("overlapping records in one file");
+  ExclusiveLock l(InodeLock(dst));
+  PERMFS_RETURN_IF_ERROR(LoadRegularFile(src).status());
+  // A record may dirty dst's chunk-map leaf and two chunk-index leaves (the chunk it gains, the
+  // one it loses), as a promoted record does.
+  const std::size_t per = PerTxn(vol_, kRecordsPerTxn, 4);
+  while (*done < count) {
+    const std::uint64_t k0 = *done;
+    const std::uint64_t k1 = count - k0 < per ? count : k0 + per;
+    PERMFS_RETURN_IF_ERROR(RunTxn([&](WriteTxn& t) -> Status {
+      PERMFS_ASSIGN_OR_RETURN(InodeRecord in, LoadInode(t, dst));
+      if (IsDir(in.mode)) return Status(Code::kIsDirectory, "is a directory");
+      if (!IsRegular(in.mode)) return Status::InvalidArgument("not a regular file");
+      std::vector<MapItem> from, old;
+      ScanCtx cf{&from, rs_, ~std::size_t{0}, Status()};
+      PERMFS_RETURN_IF_ERROR(chunks_.Scan(t, Slice(ChunkKey(src, src_first + k0)),
+                                          Slice(ChunkKey(src, src_first + k1)), &CollectMap, &cf));
+      PERMFS_RETURN_IF_ERROR(cf.st);
+      ScanCtx co{&old, rs_, ~std::size_t{0}, Status()};
+      PERMFS_RETURN_IF_ERROR(chunks_.Scan(t, Slice(ChunkKey(dst, dst_first + k0)),
+                                          Slice(ChunkKey(dst, dst_first + k1)), &CollectMap, &co));
+      PERMFS_RETURN_IF_ERROR(co.st);
+      const std::uint64_t batch_end =
+          min_size < (dst_first + k1) * rs_ ? min_size : (dst_first + k1) * rs_;
+      const std::uint64_t new_size = in.size > batch_end ? in.size : batch_end;
+      // The new references first: a record cloned onto a record with the same chunk must not
+      // free it in between.
+      for (const MapItem& it : from) {
+        const std::uint64_t di = dst_first + (it.index - src_first);
+        if (di * rs_ + it.entry.length > new_size)
+          return Status::InvalidArgument("cloned record reaches past the file's size");
+        PERMFS_RETURN_IF_ERROR(store_.Ref(t, it.entry.id));
+        std::uint8_t enc[ChunkMapEntry::kEncodedSize];
+        it.entry.Encode(enc);
+        PERMFS_RETURN_IF_ERROR(chunks_.Put(t, Slice(ChunkKey(dst, di)), Slice(enc, sizeof enc)));
+        in.data_bytes += it.entry.length;
+      }
+      std::size_t f = 0;  // both lists are in index order
+      for (const MapItem& it : old) {
+        const std::uint64_t si = src_first + (it.index - dst_first);
+        while (f < from.size() && from[f].index < si) ++f;
+        if (f == from.size() || from[f].index != si)
+          PERMFS_RETURN_IF_ERROR(chunks_.Delete(t, Slice(ChunkKey(dst, it.index))));
+        PERMFS_RETURN_IF_ERROR(store_.Unref(t, it.entry.id));
+        in.data_bytes -= in.data_bytes >= it.entry.length ? it.entry.length : in.data_bytes;
+      }
+      in.size = new_size;
+      in.mtime_ns = in.ctime_ns = Now();
+      return StoreInode(t, in);
+    }));
+    *done = k1;
+  }
+  return Status();
+}
+
 Status Filesystem::UnmapRecords(std::uint64_t ino, std::uint64_t first,
                                 std::uint64_t last) noexcept {
   const std::string to = last == ~0ull ? ChunkKey(ino + 1, 0) : ChunkKey(ino, last);

@@ -161,6 +161,16 @@ class Filesystem {
     // the merge of the record's next piece will find it.
     bool merged = false;
   };
+  // Record dst_first+k of `dst` becomes record src_first+k of `src` for k < count: the same chunk
+  // with one more reference (no data read, written or allocated), or a hole where src has none;
+  // what dst held there loses its reference. dst's size becomes at least `min_size`, which must
+  // cover every cloned chunk's bytes (a record never holds bytes past the size: InvalidArgument
+  // otherwise); its mtime and ctime move. Runs in transactions of many records each: `*done`
+  // is the number of records cloned when it returns, also on error. src == dst is allowed when
+  // the two runs do not overlap. Takes dst's stripe lock.
+  Status CloneRecords(std::uint64_t src, std::uint64_t src_first, std::uint64_t dst,
+                      std::uint64_t dst_first, std::uint64_t count, std::uint64_t min_size,
+                      std::uint64_t* done) noexcept;
   // `promised`: the records' space was promised (PromiseBlocks), so they may use promised blocks.
   Status WriteRecords(std::uint64_t ino, const RecordWrite* recs, std::size_t n,
                       std::uint64_t min_size, bool touch_mtime = true,

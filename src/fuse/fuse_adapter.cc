@@ -564,6 +564,23 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ReplyErr(req, State(req)->shell->release(ino, (fi->fh & kWritableHandle) != 0));
 }
 
+// copy_file_range(2) (and cp, which uses it): records that line up in both files are shared,
+// not copied (PlatformShell::copy_range). The kernel has written both ranges' dirty pages back
+// before it sends this, and drops its cached pages of the destination range after the reply.
+void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*,
+                     fuse_ino_t ino_out, off_t off_out, fuse_file_info*, size_t len, int flags) {
+  if (ReadOnlyReply(req)) return;
+  if (flags != 0 || off_in < 0 || off_out < 0) return (void)fuse_reply_err(req, EINVAL);
+  // As a write: the destination loses security.capability, and its set-ID bits unless the
+  // caller is root (the request carries no kill bit; a WRITE's says "lacks CAP_FSETID").
+  const shell::KillPrivileges kill = KillFor(req, true, fuse_req_ctx(req)->uid != 0, false);
+  // The reply's count is 32 bits wide: copy_range stops at 1 GiB, callers loop.
+  auto r = State(req)->shell->copy_range(ino_in, static_cast<std::uint64_t>(off_in), ino_out,
+                                         static_cast<std::uint64_t>(off_out), len, kill);
+  if (!r.ok()) return ReplyErr(req, r.status());
+  fuse_reply_write(req, *r);
+}
+
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   ReplyErr(req, State(req)->shell->fsync(ino, datasync != 0));
 }
@@ -812,6 +829,7 @@ fuse_lowlevel_ops MakeOps() {
   o.removexattr = OpRemovexattr;
   o.create = OpCreate;
   o.fallocate = OpFallocate;
+  o.copy_file_range = OpCopyFileRange;
   o.lseek = OpLseek;
   return o;
 }

@@ -958,11 +958,9 @@ Status PlatformShell::WriteLocked(Node* n, std::uint64_t off, const std::uint8_t
   return Status();
 }
 
-Status PlatformShell::WriteThroughLocked(Node* n, std::uint64_t off, const std::uint8_t* data,
-                                         std::size_t len, const KillPrivileges& kill) noexcept {
-  // Nothing of the node may stay in the hot tier: a dirty record promoted after this write
-  // would put older bytes over it. Each promotion lets go of the node lock, so writers may add
-  // records meanwhile: until none is left.
+Status PlatformShell::PromoteAllLocked(Node* n) noexcept {
+  // Each promotion lets go of the node lock, so writers may add records meanwhile: until none
+  // is left.
   while (!n->dirty.empty() || n->promoting) {
     Status st = PromoteLocked(n, Pick::kAll);
     if (!st.ok()) {
@@ -970,6 +968,14 @@ Status PlatformShell::WriteThroughLocked(Node* n, std::uint64_t off, const std::
       return st;
     }
   }
+  return Status();
+}
+
+Status PlatformShell::WriteThroughLocked(Node* n, std::uint64_t off, const std::uint8_t* data,
+                                         std::size_t len, const KillPrivileges& kill) noexcept {
+  // Nothing of the node may stay in the hot tier: a dirty record promoted after this write
+  // would put older bytes over it.
+  PERMFS_RETURN_IF_ERROR(PromoteAllLocked(n));
   if (kill.any()) PERMFS_RETURN_IF_ERROR(KillPrivilegesLocked(n, kill));
   Status st = fs_->Write(n->id, off, data, len);
   // Committed data changed (all of it, or the batches before a failure): readers and the
@@ -1004,6 +1010,115 @@ Status PlatformShell::write_refused(NodeId node, std::uint64_t off, std::size_t 
                refused, " writes refused so far)");
   if (sink_) sink_->InvalidateNode(node);
   return Status();
+}
+
+Result<std::size_t> PlatformShell::CopyThrough(NodeId src, std::uint64_t off_in, NodeId dst,
+                                               std::uint64_t off_out, std::size_t len,
+                                               const KillPrivileges& kill) noexcept {
+  if (len == 0) return std::size_t{0};
+  std::uint8_t* buf = GetBuffer();
+  if (!buf) return Status::NoMemory();
+  std::size_t done = 0;
+  Status failed;
+  while (done < len) {
+    const std::size_t want = len - done < rs_ ? len - done : rs_;
+    auto got = read(src, off_in + done, want, buf);
+    if (!got.ok()) {
+      failed = got.status();
+      break;
+    }
+    if (*got == 0) break;  // src ended
+    Status st = write(dst, off_out + done, buf, *got, kill);
+    if (!st.ok()) {
+      failed = st;
+      break;
+    }
+    done += *got;
+    if (*got < want) break;
+  }
+  PutBuffer(buf);
+  if (done == 0 && !failed.ok()) return failed;
+  return done;
+}
+
+Result<std::size_t> PlatformShell::copy_range(NodeId src, std::uint64_t off_in, NodeId dst,
+                                              std::uint64_t off_out, std::size_t len,
+                                              const KillPrivileges& kill) noexcept {
+  if (len > kMaxCopy) len = kMaxCopy;
+  if (off_in > fs::Filesystem::kMaxFileSize || off_out > fs::Filesystem::kMaxFileSize ||
+      len > fs::Filesystem::kMaxFileSize - off_out)
+    return Status(Code::kFileTooBig, "file too large");
+  if (src == dst && off_out < off_in + len && off_in < off_out + len)
+    return Status::InvalidArgument("overlapping ranges in one file");
+  // Sharing needs src's chunks: its hot-tier records go to the volume first.
+  std::uint64_t src_size;
+  {
+    PERMFS_PIN(s, src, true);
+    MutexLock l(&s->mu);
+    PERMFS_RETURN_IF_ERROR(LoadNodeAttrs(s));
+    if (fs::IsDir(s->mode)) return Status(Code::kIsDirectory, "is a directory");
+    if (!fs::IsRegular(s->mode)) return Status::InvalidArgument("not a regular file");
+    PERMFS_RETURN_IF_ERROR(PromoteAllLocked(s));
+    src_size = s->size;
+  }
+  if (off_in >= src_size || len == 0) return std::size_t{0};
+  if (src_size - off_in < len) len = static_cast<std::size_t>(src_size - off_in);
+  if (off_in % rs_ != off_out % rs_) return CopyThrough(src, off_in, dst, off_out, len, kill);
+
+  // head: bytes before the first record boundary; then whole records; then the tail.
+  std::size_t head = static_cast<std::size_t>((rs_ - off_in % rs_) % rs_);
+  if (head > len) head = len;
+  std::size_t done = 0;
+  if (head > 0) {
+    PERMFS_ASSIGN_OR_RETURN(std::size_t n, CopyThrough(src, off_in, dst, off_out, head, kill));
+    done = n;
+    if (n < head) return done;
+  }
+  const std::uint64_t whole = (len - head) / rs_;
+  const std::uint64_t rest = (len - head) % rs_;
+  // src's last record, shorter than a record, can be shared too when the copy ends at src's end
+  // and nothing of dst lies past the copy (its chunk then ends at dst's new size).
+  const bool eof_record = rest > 0 && off_in + len == src_size;
+  if (whole > 0 || eof_record) {
+    PERMFS_PIN(d, dst, true);
+    MutexLock l(&d->mu);
+    if (!d->deferred.ok()) {
+      Status st = d->deferred;
+      d->deferred = Status();
+      return done > 0 ? Result<std::size_t>(done) : Result<std::size_t>(st);
+    }
+    Status st = LoadNodeAttrs(d);
+    if (st.ok() && fs::IsDir(d->mode)) st = Status(Code::kIsDirectory, "is a directory");
+    if (st.ok() && !fs::IsRegular(d->mode)) st = Status::InvalidArgument("not a regular file");
+    // dst's own unpromoted records in the range would land over the shared ones later.
+    if (st.ok()) st = PromoteAllLocked(d);
+    if (st.ok() && kill.any()) st = KillPrivilegesLocked(d, kill);
+    if (!st.ok()) return done > 0 ? Result<std::size_t>(done) : Result<std::size_t>(st);
+    std::uint64_t count = whole, bytes = whole * rs_;
+    if (eof_record && off_out + len >= d->size) {
+      ++count;
+      bytes += rest;
+    }
+    std::uint64_t cloned = 0;
+    st = fs_->CloneRecords(src, (off_in + head) / rs_, dst, (off_out + head) / rs_, count,
+                           off_out + head + bytes, &cloned);
+    // Committed data changed (all of it, or the batches before a failure): readers and the
+    // attributes take it from the volume.
+    ++d->data_seq;
+    d->attrs_loaded = false;
+    Status loaded = LoadNodeAttrs(d);
+    const std::uint64_t cloned_bytes = cloned * rs_ < bytes ? cloned * rs_ : bytes;
+    done += static_cast<std::size_t>(cloned_bytes);
+    if (!st.ok()) return done > 0 ? Result<std::size_t>(done) : Result<std::size_t>(st);
+    if (!loaded.ok()) return done > 0 ? Result<std::size_t>(done) : Result<std::size_t>(loaded);
+    if (sink_) sink_->InvalidateAttrs(dst);  // st_blocks
+  }
+  if (done < len) {
+    auto n = CopyThrough(src, off_in + done, dst, off_out + done, len - done, kill);
+    if (!n.ok()) return done > 0 ? Result<std::size_t>(done) : n;
+    done += *n;
+  }
+  return done;
 }
 
 Status PlatformShell::enumerate(NodeId dir, std::uint64_t cookie, fs::DirFn fn, void* ctx) noexcept {

@@ -162,6 +162,17 @@ class PlatformShell {
   // platform's own size already does, and the platform's cached pages of the node are dropped
   // (InvalidateNode), so the file reads the same now and after a remount.
   Status write_refused(NodeId node, std::uint64_t off, std::size_t len) noexcept;
+  // copy_file_range(2): copies up to `len` bytes of `src` from `off_in` to `dst` at `off_out`,
+  // stopping at src's end, and returns the bytes copied (0 at or past the end; a short count
+  // after an error part way, or at kMaxCopy per call). Records that line up in both files
+  // (off_in and off_out equal modulo the record size) are shared, not copied: dst's record takes
+  // src's chunk with one more reference, no data is read or written and no space is used. The
+  // bytes around them go through read() and write(). `kill` as for write(). Overlapping ranges
+  // of one file are InvalidArgument. src's unpromoted writes are promoted first.
+  static constexpr std::size_t kMaxCopy = std::size_t{1} << 30;
+  Result<std::size_t> copy_range(NodeId src, std::uint64_t off_in, NodeId dst,
+                                 std::uint64_t off_out, std::size_t len,
+                                 const KillPrivileges& kill = {}) noexcept;
   Status enumerate(NodeId dir, std::uint64_t cookie, fs::DirFn fn, void* ctx) noexcept;
   void invalidate(NodeId node) noexcept;
   Status flush(NodeId node) noexcept;
@@ -248,6 +259,13 @@ class PlatformShell {
   // -1 open (and writer); table_mu_ held. True when no open is left.
   bool DropOpenLocked(Node* n, bool writable) noexcept PERMFS_REQUIRES(table_mu_);
   Status LoadNodeAttrs(Node* n) noexcept;            // node lock held
+  // Node lock held (let go of and retaken while promoting): promotes until nothing of the node
+  // is in the hot tier or being promoted; a failure is reported here, not deferred.
+  Status PromoteAllLocked(Node* n) noexcept;
+  // copy_range's byte copy: read() then write(), in pieces.
+  Result<std::size_t> CopyThrough(NodeId src, std::uint64_t off_in, NodeId dst,
+                                  std::uint64_t off_out, std::size_t len,
+                                  const KillPrivileges& kill) noexcept;
   // Node lock held: clears what `kill` asks for, each in its own change.
   Status KillPrivilegesLocked(Node* n, const KillPrivileges& kill) noexcept;
   // Node lock held: removes security.capability if the node has it; `attrs`, if given, takes

@@ -125,6 +125,56 @@ TEST_F(FsFixture, TruncateSparseSeekAndPunch) {
   EXPECT_EQ(ReadAll(f->ino), s);
 }
 
+// CloneRecords shares chunks (refcounts, holes, a short last record), keeps the size covering
+// every cloned byte, refuses overlap within one file and directories, and survives a remount and
+// a verifying fsck (TearDown); deleting the source leaves the clone's chunks alive.
+TEST_F(FsFixture, CloneRecordsSharesChunks) {
+  Make();
+  const std::uint64_t rs = fs_->record_size();
+  auto s = fs_->Create(kRootIno, "s", 0644, 0, cred_);
+  auto d = fs_->Create(kRootIno, "d", 0644, 0, cred_);
+  auto dir = fs_->Mkdir(kRootIno, "dir", 0755, cred_);
+  ASSERT_TRUE(s.ok() && d.ok() && dir.ok());
+  std::string src(3 * rs + 10, 'a');
+  for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<char>('a' + i % 23);
+  src.replace(rs, rs, std::string(rs, '\0'));  // record 1 is a hole
+  ASSERT_TRUE(WriteStr(s->ino, 0, src.substr(0, rs)).ok());
+  ASSERT_TRUE(WriteStr(s->ino, 2 * rs, src.substr(2 * rs)).ok());
+  ASSERT_TRUE(WriteStr(d->ino, 0, std::string(5 * rs, 'z')).ok());
+  const std::uint64_t written0 = fs_->chunks()->stats().bytes_written;
+  std::uint64_t done = 0;
+  auto e = fs_->Create(kRootIno, "e", 0644, 0, cred_);
+  ASSERT_TRUE(e.ok());
+  // src's short last record (10 bytes) would reach past a size of 5: refused, nothing changed.
+  EXPECT_EQ(fs_->CloneRecords(s->ino, 3, e->ino, 0, 1, 5, &done).code(), Code::kInvalidArgument);
+  EXPECT_EQ(fs_->GetAttr(e->ino)->size, 0u);
+  // Records 0..2 of s over records 1..3 of d: d keeps records 0 and 4, record 2 becomes a hole
+  // (its chunk loses the reference), and the size stays 5 * rs.
+  ASSERT_TRUE(fs_->CloneRecords(s->ino, 0, d->ino, 1, 3, 4 * rs, &done).ok());
+  EXPECT_EQ(done, 3u);
+  EXPECT_EQ(fs_->chunks()->stats().bytes_written, written0);
+  const std::string want = std::string(rs, 'z') + src.substr(0, 3 * rs) + std::string(rs, 'z');
+  EXPECT_TRUE(ReadAll(d->ino) == want);
+  EXPECT_EQ(fs_->GetAttr(d->ino)->size, 5 * rs);
+  EXPECT_EQ(fs_->GetAttr(d->ino)->data_bytes, 4 * rs);
+  // The short last record into the empty file: the size becomes its end.
+  ASSERT_TRUE(fs_->CloneRecords(s->ino, 3, e->ino, 7, 1, 7 * rs + 10, &done).ok());
+  const std::string want_e = std::string(7 * rs, '\0') + src.substr(3 * rs);
+  EXPECT_TRUE(ReadAll(e->ino) == want_e);
+  EXPECT_EQ(fs_->GetAttr(e->ino)->data_bytes, 10u);
+  EXPECT_EQ(fs_->CloneRecords(d->ino, 0, d->ino, 1, 2, 5 * rs, &done).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(Errno(fs_->CloneRecords(s->ino, 0, dir->ino, 0, 1, rs, &done)), 21);  // EISDIR
+  EXPECT_EQ(Errno(fs_->CloneRecords(dir->ino, 0, d->ino, 0, 1, rs, &done)), 21);
+  // The source goes; the clones keep their data.
+  UnlinkOutcome o;
+  ASSERT_TRUE(fs_->Unlink(kRootIno, "s", &o).ok());
+  ASSERT_TRUE(fs_->Reclaim(o.orphan).ok());
+  Remount();
+  EXPECT_TRUE(ReadAll(d->ino) == want);
+  EXPECT_TRUE(ReadAll(e->ino) == want_e);
+}
+
 TEST_F(FsFixture, SymlinksXattrsAndReadDir) {
   Make();
   std::string target(3000, 'p');

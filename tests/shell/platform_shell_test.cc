@@ -96,6 +96,85 @@ TEST_F(ShellTest, AlignedSmallWritesDoNotReadAndMergeAtPromotion) {
   ExpectFileSurvivesRemount(ino, model, "after promotion");
 }
 
+// copy_range: records aligned alike in both files are shared (no data written, the chunk gains
+// a reference), the bytes around them and misaligned copies go through read/write; unpromoted
+// writes on either side are part of what is copied or copied over; the source's short last
+// record is shared when the copy ends at its end and nothing of the target lies past it.
+TEST_F(ShellTest, CopyRangeSharesAlignedRecordsAndCopiesTheRest) {
+  constexpr std::uint64_t kRs = 65536;
+  const std::uint64_t src = NewFile("src"), dst = NewFile("dst"), mis = NewFile("mis"),
+                      whole = NewFile("whole");
+  std::string msrc = Pattern(10 * kRs + 1000, 7);
+  ASSERT_TRUE(WriteStr(src, 0, msrc).ok());
+  std::string mdst = Pattern(4 * kRs + 5, 8);
+  ASSERT_TRUE(WriteStr(dst, 0, mdst).ok());
+  StartShell();
+  // Unpromoted bytes in both files.
+  const std::string a = Pattern(3000, 9), b = Pattern(5000, 10);
+  ASSERT_TRUE(Write(src, 2 * kRs + 100, a).ok());
+  ModelWrite(&msrc, 2 * kRs + 100, a);
+  ASSERT_TRUE(Write(dst, kRs + 7, b).ok());
+  ModelWrite(&mdst, kRs + 7, b);
+  store::ChunkStore* cs = fs_->chunks();
+
+  // Aligned: 100 head bytes, 6 shared records, 333 tail bytes.
+  std::uint64_t written0 = cs->stats().bytes_written;
+  const std::uint64_t len1 = (kRs - 100) + 6 * kRs + 333;
+  auto n = shell_->copy_range(src, 100, dst, 2 * kRs + 100, len1);
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(*n, len1);
+  ModelWrite(&mdst, 2 * kRs + 100, msrc.substr(100, len1));
+  ExpectFile(dst, mdst, "aligned copy");
+  ASSERT_TRUE(shell_->flush(dst).ok());
+  // Only the head and tail records were written (merged with what dst had there), and the
+  // source's records promoted first: not the six shared ones.
+  EXPECT_LE(cs->stats().bytes_written - written0, 4 * kRs);
+
+  // Misaligned: everything is copied through, and a copy past src's end stops there.
+  n = shell_->copy_range(src, 1, mis, 5, 20 * kRs);
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(*n, msrc.size() - 1);
+  std::string mmis(5, '\0');
+  mmis += msrc.substr(1);
+  ExpectFile(mis, mmis, "misaligned copy");
+  n = shell_->copy_range(src, msrc.size(), mis, 0, 100);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 0u);
+
+  // The whole file into an empty one: every record shared, the short last one included.
+  ASSERT_TRUE(shell_->flush(src).ok());
+  written0 = cs->stats().bytes_written;
+  n = shell_->copy_range(src, 0, whole, 0, msrc.size());
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(*n, msrc.size());
+  EXPECT_EQ(cs->stats().bytes_written, written0);
+  ExpectFile(whole, msrc, "whole copy");
+  auto wa = shell_->attrs(whole);
+  ASSERT_TRUE(wa.ok());
+  EXPECT_EQ(wa->data_bytes, msrc.size());
+
+  // Within one file: a non-overlapping aligned copy works, an overlapping one is refused.
+  n = shell_->copy_range(whole, 0, whole, 12 * kRs, 2 * kRs);
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  std::string mwhole = msrc;
+  ModelWrite(&mwhole, 12 * kRs, msrc.substr(0, 2 * kRs));
+  ExpectFile(whole, mwhole, "copy within a file");
+  EXPECT_EQ(shell_->copy_range(whole, 0, whole, kRs, 2 * kRs).status().code(),
+            Code::kInvalidArgument);
+  // Overwriting the shared records of one file leaves the other's alone.
+  const std::string c = Pattern(kRs, 11);
+  ASSERT_TRUE(Write(src, 3 * kRs, c).ok());
+  ModelWrite(&msrc, 3 * kRs, c);
+  ASSERT_TRUE(shell_->flush(src).ok());
+  ExpectFile(whole, mwhole, "after the source changed");
+  ExpectFile(src, msrc, "source after its change");
+
+  ExpectFileSurvivesRemount(dst, mdst, "aligned copy");
+  EXPECT_EQ(ReadAll(mis), mmis);
+  EXPECT_EQ(ReadAll(whole), mwhole);
+  EXPECT_EQ(ReadAll(src), msrc);
+}
+
 TEST_F(ShellTest, UnalignedWriteIntoCommittedSectorCompletesTheRecord) {
   const std::uint64_t ino = NewFile("f");
   std::string model = Pattern(100000, 2);
